@@ -1,0 +1,10 @@
+//! Sigma: a terminal copilot for GPU infrastructure.
+//!
+//! Data flows one way: [`probe`] -> [`checks`] -> copilot (engine) -> guard ->
+//! front end ([`cli`]). [`sim`] replaces the probe and the node's commands with
+//! a simulated node.
+
+pub mod checks;
+pub mod cli;
+pub mod probe;
+pub mod sim;

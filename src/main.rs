@@ -1,0 +1,5 @@
+//! The `sigma` binary.
+
+fn main() {
+    std::process::exit(sigma::cli::main());
+}
