@@ -1,10 +1,12 @@
 //! Sigma: a terminal copilot for GPU infrastructure.
 //!
 //! Data flows one way: [`probe`] -> [`checks`] -> copilot (engine) -> guard ->
-//! front end ([`cli`]). [`sim`] replaces the probe and the node's commands with
+//! front end ([`cli`], [`tui`]). [`sim`] replaces the probe and the node's commands with
 //! a simulated node.
 
 pub mod checks;
 pub mod cli;
+pub mod guard;
 pub mod probe;
 pub mod sim;
+pub mod tui;

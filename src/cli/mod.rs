@@ -1,6 +1,117 @@
-//! Command-line front end.
+//! Command-line front end: argument parsing, dispatch and exit codes.
+//!
+//! The binary is thin: each subcommand lives in its own module and returns an
+//! exit code. Errors reach [`main`] as `anyhow::Error` and are printed as one
+//! line (`sigma: error: ...`) with exit code 1; usage errors exit 2 (clap).
+//!
+//! # Exit codes
+//! - 0: success (for `doctor`: healthy)
+//! - 1: Sigma itself failed
+//! - 2: usage error
+//! - 3: `doctor` found warnings
+//! - 4: `doctor` found critical problems
 
-/// Runs the CLI and returns the process exit code.
+mod doctor_cmd;
+mod node;
+pub mod render;
+mod sim_cmd;
+mod snapshot_cmd;
+mod tui_cmd;
+
+use std::io::{self, Write};
+
+use clap::{Parser, Subcommand};
+
+pub use doctor_cmd::DoctorReport;
+pub use node::Node;
+
+/// Exit code when Sigma itself failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for a usage error (clap uses it too).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Sigma: a terminal copilot for GPU infrastructure.
+#[derive(Debug, Parser)]
+#[command(name = "sigma", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Use a simulated node instead of this machine: a name from `sigma sim list`
+    /// or a path to a .toml file.
+    #[arg(long, global = true, value_name = "NAME|PATH", env = "SIGMA_SIMULATE")]
+    pub simulate: Option<String>,
+
+    /// Never colour the output (NO_COLOR in the environment does the same).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+
+    /// What to do; without one, the full-screen UI on a terminal.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print what the probe sees on the node: GPUs, PCI, XIDs, host.
+    Snapshot(snapshot_cmd::Args),
+    /// Check the node and report findings (exit 0 healthy, 3 warnings, 4 critical).
+    Doctor(doctor_cmd::Args),
+    /// Full-screen terminal UI: GPUs, findings, proposals, conversation.
+    Tui(tui_cmd::Args),
+    /// Simulated nodes.
+    #[command(subcommand)]
+    Sim(sim_cmd::SimCommand),
+}
+
+/// Runs the CLI on the process arguments and returns the exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.no_color {
+        anstream::ColorChoice::Never.write_global();
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => report_error(&err),
+    }
+}
+
+/// Dispatches a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let sim = cli.simulate.as_deref().filter(|s| !s.is_empty());
+    match cli.command {
+        Some(Command::Snapshot(args)) => snapshot_cmd::run(sim, &args),
+        Some(Command::Doctor(args)) => doctor_cmd::run(sim, &args),
+        Some(Command::Tui(args)) => tui_cmd::run(sim, &args),
+        Some(Command::Sim(cmd)) => sim_cmd::run(&cmd),
+        // No subcommand: the dashboard where the terminal can show it,
+        // plain-text findings where it cannot (pipes, TERM=dumb).
+        None if crate::tui::is_supported() => tui_cmd::run(sim, &tui_cmd::Args::default()),
+        None => doctor_cmd::run(sim, &doctor_cmd::Args { json: false }),
+    }
+}
+
+/// Prints an error as one line and returns the exit code. A closed stdout
+/// (`sigma snapshot | head -1`) is not an error.
+fn report_error(err: &anyhow::Error) -> i32 {
+    if let Some(io_err) = err.downcast_ref::<io::Error>()
+        && io_err.kind() == io::ErrorKind::BrokenPipe
+    {
+        return 0;
+    }
+    let _ = writeln!(io::stderr(), "sigma: error: {err:#}");
+    EXIT_FAILURE
+}
+
+/// Writes a value as pretty JSON followed by a newline to stdout.
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
 }

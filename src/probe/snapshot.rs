@@ -8,13 +8,14 @@
 //! reason is recorded in [`Snapshot::unavailable`]: a missing value is never
 //! silent. `docs/snapshot.schema.json` documents the JSON form.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of the JSON document; bumped when a field changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything known about one node at one instant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// Version of this document's layout ([`SCHEMA_VERSION`]).
@@ -50,7 +51,7 @@ pub struct Snapshot {
 }
 
 /// Where a snapshot came from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
     /// Probed on this machine.
@@ -63,7 +64,7 @@ pub enum Source {
 }
 
 /// A source of data that could not be read, and why.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Unavailable {
     /// Short name of the source: `nvml`, `kernel-log`, `pci`, `rocm-smi`, ...
@@ -73,7 +74,7 @@ pub struct Unavailable {
 }
 
 /// Facts about the NVIDIA driver stack.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NvidiaDriver {
     /// Kernel driver version, e.g. `550.54.15`.
@@ -88,7 +89,7 @@ pub struct NvidiaDriver {
 
 /// One NVIDIA GPU as NVML reports it. `None` means NVML did not provide the
 /// value (not supported on this GPU, or the query failed).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Gpu {
     /// NVML index (what `nvidia-smi -i` takes).
@@ -99,6 +100,10 @@ pub struct Gpu {
     pub uuid: String,
     /// PCI bus id as NVML prints it, e.g. `00000000:18:00.0`.
     pub pci_bus_id: String,
+    /// NVML says the GPU is lost (`NVML_ERROR_GPU_IS_LOST`): it no longer
+    /// answers, and every other value of this GPU is missing.
+    #[serde(default)]
+    pub lost: bool,
     /// Serial number of the board.
     #[serde(default)]
     pub serial: Option<String>,
@@ -189,7 +194,7 @@ pub struct Gpu {
 }
 
 /// ECC mode and error counts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Ecc {
     /// ECC currently enabled.
@@ -209,7 +214,7 @@ pub struct Ecc {
 }
 
 /// Pages retired after ECC errors (pre-Ampere).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RetiredPages {
     /// Pages retired for multiple single-bit errors.
@@ -221,7 +226,7 @@ pub struct RetiredPages {
 }
 
 /// Rows remapped after memory errors (Ampere and later).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RemappedRows {
     /// Rows remapped for correctable errors.
@@ -236,7 +241,9 @@ pub struct RemappedRows {
 
 /// A reason the GPU's clocks are held below their maximum, named as in
 /// nvidia-smi's `clocks_event_reasons.*` query fields.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ClockEventReason {
     /// Nothing is running.
@@ -302,7 +309,7 @@ impl ClockEventReason {
 }
 
 /// PCIe link generation and width, current against maximum.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PcieLink {
     /// Current link generation.
@@ -319,7 +326,7 @@ pub struct PcieLink {
 }
 
 /// A compute process holding GPU memory.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GpuProcess {
     /// Process id.
@@ -332,7 +339,7 @@ pub struct GpuProcess {
 }
 
 /// One NVLink link and its error counters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NvLink {
     /// Link number.
@@ -360,7 +367,7 @@ pub struct NvLink {
 }
 
 /// A GPU-class PCI device (vendor 10de or 1002) found in sysfs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PciGpu {
     /// Bus address as lspci prints it, e.g. `0000:18:00.0`.
@@ -396,7 +403,7 @@ pub struct PciGpu {
 }
 
 /// An AMD GPU.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AmdGpu {
     /// Index as rocm-smi numbers it.
@@ -433,7 +440,7 @@ pub struct AmdGpu {
 }
 
 /// An XID event from the NVIDIA kernel driver.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct XidEvent {
     /// When it happened: RFC 3339 when the log gave wall time, else
@@ -455,7 +462,7 @@ pub struct XidEvent {
 }
 
 /// Facts about the host.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     /// Host name.
@@ -502,7 +509,7 @@ pub struct Host {
 }
 
 /// A mounted file system.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Disk {
     /// Mount point.
@@ -517,7 +524,7 @@ pub struct Disk {
 }
 
 /// A host process.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HostProcess {
     /// Process id.

@@ -1,1 +1,91 @@
-//! TODO
+//! Simulated GPU nodes and the built-in command simulator.
+//!
+//! A simulated node ([`SimNode`]) replaces the probe and the node's commands:
+//! its [`Snapshot`](crate::probe::Snapshot) feeds the checks and the copilot,
+//! and [`SimNode::run`] answers the commands Sigma proposes the way the real
+//! tools would, built from that same snapshot so the two never disagree.
+//!
+//! # Modules
+//! - [`node`]: the file format (`assets/sim/README.md`), loading and errors.
+//! - [`nvidia_smi`]: `nvidia-smi` (summary, `-L`, `-q`, `--query-gpu`,
+//!   `--query-compute-apps`, `topo -m`, `nvlink`).
+//! - [`lspci`]: `lspci` over the node's GPU-class PCI devices.
+//! - [`kernel_log`]: `dmesg` and `journalctl -k`.
+//!
+//! # Dispatch
+//! A command line is answered by, in order: a `[[canned]]` entry with the
+//! same argv, the simulator for its program (matched on the file name of
+//! `argv[0]`), or `bash: NAME: command not found` with exit code 127.
+//! Nothing a command does changes the node.
+//!
+//! ```
+//! let node = sigma::sim::load("h100x8-xid79").unwrap();
+//! let out = node.run(&["nvidia-smi".to_string(), "-L".to_string()]);
+//! assert!(out.stdout.contains("Unable to determine the device handle"));
+//! ```
+
+pub mod kernel_log;
+pub mod lspci;
+pub mod node;
+pub mod nvidia_smi;
+
+pub use node::{Expectation, ExpectedFinding, SimError, SimNode, SimSummary, list, load};
+pub use nvidia_smi::query_gpu_fields;
+
+/// What a simulated command printed and returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit status.
+    pub exit_code: i32,
+}
+
+impl CommandOutput {
+    /// Success with `stdout`.
+    pub(crate) fn ok(stdout: String) -> Self {
+        Self {
+            stdout,
+            stderr: String::new(),
+            exit_code: 0,
+        }
+    }
+
+    /// Failure: `stderr` and `exit_code`.
+    pub(crate) fn fail(stderr: String, exit_code: i32) -> Self {
+        Self {
+            stdout: String::new(),
+            stderr,
+            exit_code,
+        }
+    }
+}
+
+impl SimNode {
+    /// Answers the command line `argv` as the node would (see the module
+    /// docs for the order). Never fails: errors are command output.
+    pub fn run(&self, argv: &[String]) -> CommandOutput {
+        if let Some(c) = self.canned.iter().find(|c| c.argv == argv) {
+            return c.output.clone();
+        }
+        let Some(program) = argv.first() else {
+            return CommandOutput::default();
+        };
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let args = &argv[1..];
+        match name {
+            "nvidia-smi" if self.has_nvidia_driver() => nvidia_smi::run(self, args),
+            "lspci" => lspci::run(self, args),
+            "dmesg" => kernel_log::dmesg(self, args),
+            "journalctl" => kernel_log::journalctl(self, args),
+            _ => CommandOutput::fail(format!("bash: {name}: command not found\n"), 127),
+        }
+    }
+
+    /// The NVIDIA driver is installed (so `nvidia-smi` exists).
+    fn has_nvidia_driver(&self) -> bool {
+        self.snapshot.nvidia.is_some() || !self.snapshot.gpus.is_empty()
+    }
+}

@@ -1,0 +1,36 @@
+//! Which node a command looks at: this machine, or a simulated one.
+
+use anyhow::Context;
+
+use crate::probe::{self, Snapshot};
+use crate::sim::{self, SimNode};
+
+/// The node a command works on.
+#[derive(Debug)]
+pub enum Node {
+    /// This machine, probed live.
+    Live,
+    /// A simulated node loaded from `assets/sim` or a file.
+    Simulated(Box<SimNode>),
+}
+
+impl Node {
+    /// Opens the simulated node `sim` when given, else this machine.
+    pub fn open(sim: Option<&str>) -> anyhow::Result<Node> {
+        match sim {
+            None => Ok(Node::Live),
+            Some(name) => {
+                let node = sim::load(name).context("cannot load the simulated node")?;
+                Ok(Node::Simulated(Box::new(node)))
+            }
+        }
+    }
+
+    /// A snapshot of the node now (probing takes a fraction of a second live).
+    pub fn snapshot(&self) -> Snapshot {
+        match self {
+            Node::Live => probe::probe_live(),
+            Node::Simulated(node) => node.snapshot.clone(),
+        }
+    }
+}
