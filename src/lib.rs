@@ -4,9 +4,13 @@
 //! front end ([`cli`], [`tui`]). [`sim`] replaces the probe and the node's commands with
 //! a simulated node.
 
+pub mod audit;
 pub mod checks;
 pub mod cli;
+pub mod copilot;
+pub mod eval;
 pub mod guard;
 pub mod probe;
+pub mod repl;
 pub mod sim;
 pub mod tui;

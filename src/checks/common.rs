@@ -4,6 +4,7 @@
 //!
 //! Nothing here judges a snapshot; the rule modules do.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::probe::{Gpu, Snapshot, normalize_bus_id};
@@ -100,6 +101,26 @@ pub(super) fn untrusted(text: &str) -> String {
     out
 }
 
+/// Untrusted multi-line text (command output, model text) made safe for a
+/// terminal: line breaks and tabs kept, every other control character and
+/// the characters that reorder or hide text escaped. No length cap.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char =
+        |c: char| (c.is_control() && c != '\n' && c != '\t') || is_bidi_or_invisible(c);
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Untrusted text for a title, quoted, with every special character escaped
 /// as Rust's `Debug` form of a string does, and cut (`…`) so the text
 /// between the quotes, escapes included, is at most `max_chars` long.
@@ -174,6 +195,14 @@ mod tests {
         assert_eq!(untrusted("ok name"), "ok name");
         let long = "x".repeat(500);
         assert_eq!(untrusted(&long).chars().count(), EVIDENCE_MAX_CHARS + 1);
+    }
+
+    #[test]
+    fn printable_keeps_lines_and_escapes_the_rest() {
+        assert_eq!(printable("GPU 0\tok\nGPU 1\n"), "GPU 0\tok\nGPU 1\n");
+        assert!(matches!(printable("plain"), Cow::Borrowed(_)));
+        assert_eq!(printable("a\u{1b}]0;x\u{7}b\r"), "a\\u{1b}]0;x\\u{7}b\\r");
+        assert_eq!(printable("a\u{202E}b"), "a\\u{202e}b");
     }
 
     #[test]

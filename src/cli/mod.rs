@@ -11,7 +11,9 @@
 //! - 3: `doctor` found warnings
 //! - 4: `doctor` found critical problems
 
+mod chat_cmd;
 mod doctor_cmd;
+mod log_cmd;
 mod node;
 pub mod render;
 mod sim_cmd;
@@ -57,6 +59,10 @@ pub enum Command {
     Doctor(doctor_cmd::Args),
     /// Full-screen terminal UI: GPUs, findings, proposals, conversation.
     Tui(tui_cmd::Args),
+    /// Talk with the copilot about the node: questions, proposals, /run, /doctor.
+    Chat(chat_cmd::Args),
+    /// Show the audit log: sessions, questions, proposals, approvals and runs.
+    Log(log_cmd::Args),
     /// Simulated nodes.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
@@ -88,6 +94,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Snapshot(args)) => snapshot_cmd::run(sim, &args),
         Some(Command::Doctor(args)) => doctor_cmd::run(sim, &args),
         Some(Command::Tui(args)) => tui_cmd::run(sim, &args),
+        Some(Command::Chat(args)) => chat_cmd::run(sim, &args, &|_, _| {
+            Err("no model: run `sigma model pull`".into())
+        }),
+        Some(Command::Log(args)) => log_cmd::run(&args),
         Some(Command::Sim(cmd)) => sim_cmd::run(&cmd),
         // No subcommand: the dashboard where the terminal can show it,
         // plain-text findings where it cannot (pipes, TERM=dumb).

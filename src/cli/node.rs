@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 
+use crate::guard::Target;
 use crate::probe::{self, Snapshot};
 use crate::sim::{self, SimNode};
 
@@ -23,6 +24,14 @@ impl Node {
                 let node = sim::load(name).context("cannot load the simulated node")?;
                 Ok(Node::Simulated(Box::new(node)))
             }
+        }
+    }
+
+    /// Where the guard's executor runs commands for this node.
+    pub fn target(&self) -> Target<'_> {
+        match self {
+            Node::Live => Target::Live,
+            Node::Simulated(node) => Target::Simulated(node),
         }
     }
 

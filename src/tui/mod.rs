@@ -60,7 +60,7 @@ pub use event::Event;
 pub use theme::Theme;
 
 use crate::cli::Node;
-use crate::guard::{self, Limits, Target, Verdict};
+use crate::guard::{self, Limits, Verdict};
 use event::CommandResult;
 
 /// How often the header's staleness is rechecked.
@@ -221,12 +221,8 @@ fn spawn_run(node: Arc<Node>, verdict: Verdict, tx: mpsc::Sender<Event>) {
 
 /// Runs `verdict` on `node`: the simulator answers on a simulated node.
 fn execute(node: &Node, verdict: &Verdict) -> CommandResult {
-    let target = match node {
-        Node::Live => Target::Live,
-        Node::Simulated(sim) => Target::Simulated(sim),
-    };
     let command = verdict.command.clone();
-    match guard::execute(verdict, target, &Limits::default()) {
+    match guard::execute(verdict, node.target(), &Limits::default()) {
         Ok(run) => CommandResult {
             command,
             output: format!("{}{}", run.stdout.text, run.stderr.text),

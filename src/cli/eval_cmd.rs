@@ -1,0 +1,125 @@
+//! `sigma eval`: score an assistant on the evaluation scenarios.
+//!
+//! Exit code 0 when every scenario file could be used, 1 when any could not
+//! (the report still prints, with the files and reasons): a broken scenario
+//! must never silently shrink the benchmark. Scores do not change the exit
+//! code.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use super::{EXIT_FAILURE, print_json};
+use crate::copilot::Assistant;
+use crate::eval::{self, CaseResult, Report, scenario};
+
+/// Arguments of `sigma eval`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    /// Read scenarios from this directory instead of the built-in set
+    /// (format: assets/eval/README.md).
+    #[arg(long, value_name = "DIR")]
+    pub scenarios: Option<PathBuf>,
+
+    /// The model to evaluate.
+    #[arg(long, value_name = "M")]
+    pub model: Option<String>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only scenarios whose id, category or question contains this text.
+    #[arg(long, value_name = "SUBSTR")]
+    pub filter: Option<String>,
+}
+
+/// Runs `sigma eval`. `sim` (`--simulate`) keeps the scenarios on that node;
+/// `make_assistant` builds the assistant for `--model` once the scenarios
+/// are loaded.
+pub fn run(
+    sim: Option<&str>,
+    args: &Args,
+    make_assistant: impl FnOnce(Option<&str>) -> anyhow::Result<Box<dyn Assistant>>,
+) -> anyhow::Result<i32> {
+    let loaded = match &args.scenarios {
+        Some(dir) => scenario::load_dir(dir),
+        None => scenario::builtin(),
+    };
+    let loaded = eval::select(loaded, sim, args.filter.as_deref());
+    let mut assistant = make_assistant(args.model.as_deref())?;
+    let total = loaded.scenarios.len();
+    let show_progress = !args.json && io::stderr().is_terminal();
+    let mut done = 0;
+    let mut progress = |case: &CaseResult| {
+        done += 1;
+        if show_progress {
+            let mark = if case.accurate { "ok" } else { "--" };
+            eprint!("\r\x1b[K[{done}/{total}] {mark} {}", case.id);
+        }
+    };
+    let cases = eval::evaluate(&loaded.scenarios, assistant.as_mut(), &mut progress);
+    let report = Report::new(assistant.model_name(), cases, loaded.errors);
+    if show_progress {
+        eprint!("\r\x1b[K");
+    }
+    if args.json {
+        print_json(&report)?;
+    } else {
+        report.write_text(&mut io::stdout().lock())?;
+        io::stdout().flush()?;
+    }
+    Ok(if report.errors.is_empty() {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copilot::{Event, NodeContext, Reply, Turn};
+
+    /// Answers without proposing anything.
+    struct Silent;
+
+    impl Assistant for Silent {
+        fn ask(
+            &mut self,
+            _: NodeContext<'_>,
+            _: &[Turn],
+            _: &str,
+            _: &mut dyn FnMut(Event<'_>),
+        ) -> anyhow::Result<Reply> {
+            Ok(Reply {
+                answer: String::new(),
+                proposals: Vec::new(),
+                model: "silent".into(),
+                timings: Default::default(),
+            })
+        }
+
+        fn model_name(&self) -> &str {
+            "silent"
+        }
+    }
+
+    #[test]
+    fn unusable_scenarios_exit_1_and_the_model_name_reaches_the_factory() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = Args {
+            scenarios: Some(dir.path().to_path_buf()),
+            json: true,
+            ..Args::default()
+        };
+        let code = run(None, &args, |_| Ok(Box::new(Silent))).unwrap();
+        assert_eq!(code, EXIT_FAILURE);
+
+        let args = Args {
+            model: Some("sigma-1.5b.gguf".into()),
+            ..Args::default()
+        };
+        let err = run(None, &args, |m| anyhow::bail!("cannot load {m:?}")).unwrap_err();
+        assert_eq!(err.to_string(), "cannot load Some(\"sigma-1.5b.gguf\")");
+    }
+}
