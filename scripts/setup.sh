@@ -30,6 +30,9 @@ cargo build --release --locked
 
 sigma="${CARGO_TARGET_DIR:-target}/release/sigma"
 
+say "default model (downloaded once, checked against its sha256)"
+"$sigma" model pull qwen2.5-coder-0.5b
+
 say "sigma doctor"
 status=0
 "$sigma" doctor || status=$?

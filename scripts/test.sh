@@ -3,4 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
+# The engine's oracle tests compare both shipped models with llama.cpp.
+sigma="${CARGO_TARGET_DIR:-target}/release/sigma"
+"$sigma" model pull smollm2-135m
+"$sigma" model pull qwen2.5-coder-0.5b
 cargo test --release --locked "$@"

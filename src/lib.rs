@@ -8,6 +8,7 @@ pub mod audit;
 pub mod checks;
 pub mod cli;
 pub mod copilot;
+pub mod engine;
 pub mod eval;
 pub mod guard;
 pub mod probe;

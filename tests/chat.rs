@@ -65,12 +65,15 @@ fn escape_codes_stay_off_even_when_colour_is_forced() {
     assert!(!stdout(&out).contains('\u{1b}'), "{}", stdout(&out));
 }
 
+/// A model file that does not exist: the chat goes on without a model.
+const NO_MODEL: &str = "/nonexistent/sigma-test-model.gguf";
+
 #[test]
 fn questions_without_a_model_say_why_and_the_session_is_audited() {
     let state = tempfile::tempdir().unwrap();
     let out = chat(
         state.path(),
-        &["--run", "safe"],
+        &["--run", "safe", "--model", NO_MODEL],
         "why is GPU 3 slow?\n/run 1\n/quit\n/doctor\n",
     );
     let text = stdout(&out);
@@ -102,7 +105,7 @@ fn unwritable_state_dir_warns_once_and_the_chat_goes_on() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "").unwrap();
     let state = file.join("state");
-    let out = chat(&state, &[], "one?\ntwo?\n/help\n");
+    let out = chat(&state, &["--model", NO_MODEL], "one?\ntwo?\n/help\n");
     assert_eq!(out.status.code(), Some(0));
     let expected = format!(
         "sigma: warning: audit log {}: not a directory; continuing without it\n",
@@ -117,10 +120,10 @@ fn log_shows_one_line_per_entry_within_80_columns() {
     let state = tempfile::tempdir().unwrap();
     chat(
         state.path(),
-        &[],
+        &["--model", NO_MODEL],
         "why is GPU 3 throttling so much today, and what should I check first?\n",
     );
-    chat(state.path(), &[], "second session\n");
+    chat(state.path(), &["--model", NO_MODEL], "second session\n");
     let out = log(state.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
@@ -178,4 +181,32 @@ fn bad_run_mode_is_a_usage_error() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Issue 8: on a pipe, `sigma` alone is a plain-text chat. With the default
+/// model (pulled by the test command), a question gets an answer and
+/// validated proposals, and nothing on stdout is an escape code.
+#[test]
+fn piped_question_to_bare_sigma_is_answered_in_plain_text() {
+    let state = tempfile::tempdir().unwrap();
+    let out = common::sigma()
+        .env("SIGMA_STATE_DIR", state.path())
+        .args(["--simulate", "h100x8-thermal-throttle"])
+        .write_stdin("why is GPU 2 slow?\n")
+        .output()
+        .expect("sigma runs");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(!text.contains('\u{1b}'), "escape codes:\n{text}");
+    assert!(text.contains("sigma> why is GPU 2 slow?"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("[1] ") && l.contains("nvidia-smi")),
+        "no validated proposal:\n{text}"
+    );
+    let kinds: Vec<String> = audit_lines(state.path())
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.contains(&"proposal".to_string()), "{kinds:?}");
 }

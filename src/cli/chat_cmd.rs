@@ -31,6 +31,16 @@ pub struct Args {
     pub rounds: u8,
 }
 
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            run: RunMode::Confirm,
+            model: None,
+            rounds: 3,
+        }
+    }
+}
+
 /// Loads the assistant for `--model` (`None`: the default), handing it the
 /// flag that Ctrl-C sets to stop a generation. `Err` holds the one line
 /// shown for each question when there is no model (`no model: run ...`).

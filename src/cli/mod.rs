@@ -11,9 +11,14 @@
 //! - 3: `doctor` found warnings
 //! - 4: `doctor` found critical problems
 
+mod ask_cmd;
+mod bench_cmd;
 mod chat_cmd;
 mod doctor_cmd;
+mod eval_cmd;
+mod generate_cmd;
 mod log_cmd;
+mod model_cmd;
 mod node;
 pub mod render;
 mod sim_cmd;
@@ -23,6 +28,9 @@ mod tui_cmd;
 use std::io::{self, Write};
 
 use clap::{Parser, Subcommand};
+
+use crate::copilot::Assistant;
+use crate::copilot::local::{LocalAssistant, LocalOptions};
 
 pub use doctor_cmd::DoctorReport;
 pub use node::Node;
@@ -59,10 +67,20 @@ pub enum Command {
     Doctor(doctor_cmd::Args),
     /// Full-screen terminal UI: GPUs, findings, proposals, conversation.
     Tui(tui_cmd::Args),
+    /// Ask the copilot one question about the node (answer + validated commands).
+    Ask(ask_cmd::Args),
     /// Talk with the copilot about the node: questions, proposals, /run, /doctor.
     Chat(chat_cmd::Args),
     /// Show the audit log: sessions, questions, proposals, approvals and runs.
     Log(log_cmd::Args),
+    /// Score the copilot on the evaluation scenarios (assets/eval).
+    Eval(eval_cmd::Args),
+    /// Manage local models: list, pull, info, path.
+    Model(model_cmd::ModelArgs),
+    /// Run a GGUF model in-process on a prompt and stream the output.
+    Generate(generate_cmd::GenerateArgs),
+    /// Measure prefill and decode speed (optionally against llama.cpp).
+    Bench(bench_cmd::BenchArgs),
     /// Simulated nodes.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
@@ -94,16 +112,43 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Snapshot(args)) => snapshot_cmd::run(sim, &args),
         Some(Command::Doctor(args)) => doctor_cmd::run(sim, &args),
         Some(Command::Tui(args)) => tui_cmd::run(sim, &args),
-        Some(Command::Chat(args)) => chat_cmd::run(sim, &args, &|_, _| {
-            Err("no model: run `sigma model pull`".into())
-        }),
+        Some(Command::Ask(args)) => ask_cmd::run(sim, &args),
+        Some(Command::Chat(args)) => chat_cmd::run(sim, &args, &load_local),
         Some(Command::Log(args)) => log_cmd::run(&args),
+        Some(Command::Eval(args)) => eval_cmd::run(sim, &args, |model: Option<&str>| {
+            let opts = LocalOptions {
+                model: model.map(str::to_string),
+                ..LocalOptions::default()
+            };
+            Ok(Box::new(LocalAssistant::load(&opts)?) as Box<dyn Assistant>)
+        }),
+        Some(Command::Model(args)) => model_cmd::run(args),
+        Some(Command::Generate(args)) => generate_cmd::run(args),
+        Some(Command::Bench(args)) => bench_cmd::run(args),
         Some(Command::Sim(cmd)) => sim_cmd::run(&cmd),
         // No subcommand: the dashboard where the terminal can show it,
         // plain-text findings where it cannot (pipes, TERM=dumb).
         None if crate::tui::is_supported() => tui_cmd::run(sim, &tui_cmd::Args::default()),
-        None => doctor_cmd::run(sim, &doctor_cmd::Args { json: false }),
+        // Not a terminal (pipes, TERM=dumb): a plain-text conversation over
+        // the lines of standard input.
+        None => chat_cmd::run(sim, &chat_cmd::Args::default(), &load_local),
     }
+}
+
+/// Loads the local model for `sigma chat` (and `sigma` on a pipe); the
+/// error is the one line shown for each question when there is none.
+fn load_local(
+    model: Option<&str>,
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Box<dyn Assistant>, String> {
+    let opts = LocalOptions {
+        model: model.map(str::to_string),
+        cancel,
+        ..LocalOptions::default()
+    };
+    LocalAssistant::load(&opts)
+        .map(|a| Box::new(a) as Box<dyn Assistant>)
+        .map_err(|e| format!("no model: {e:#}"))
 }
 
 /// Prints an error as one line and returns the exit code. A closed stdout

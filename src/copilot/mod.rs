@@ -8,9 +8,11 @@
 //! the executor or the user unvalidated. Front ends (CLI, REPL, TUI) and
 //! `sigma eval` only talk to this trait.
 
+pub mod answer_stream;
 pub mod approval;
 pub mod context;
 pub mod grammar;
+pub mod local;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -89,6 +89,23 @@ pub struct Session<'a> {
     history: Vec<Turn>,
     /// The last answer's proposals, numbered from 1 on screen.
     proposals: Vec<Proposal>,
+    /// The latest question's last reply (for `sigma ask --json`).
+    last_reply: Option<Reply>,
+    /// Commands run for the latest question, in order.
+    runs: Vec<RunRecord>,
+}
+
+/// A command run on the user's behalf and what it gave.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunRecord {
+    /// The command line.
+    pub command: String,
+    /// Exit code; `None` when it could not run.
+    pub exit_code: Option<i32>,
+    /// Output (stdout then stderr), tail kept, or why it could not run.
+    pub output: String,
+    /// Wall time, milliseconds.
+    pub duration_ms: u64,
 }
 
 impl<'a> Session<'a> {
@@ -123,6 +140,8 @@ impl<'a> Session<'a> {
             options,
             history: Vec::new(),
             proposals: Vec::new(),
+            last_reply: None,
+            runs: Vec::new(),
         }
     }
 
@@ -230,7 +249,23 @@ impl<'a> Session<'a> {
     }
 
     /// Asks the assistant, for up to `rounds` answers.
+    pub fn ask(&mut self, text: &str, out: &mut impl Write) -> io::Result<()> {
+        self.question(text, out)
+    }
+
+    /// The latest question's last reply and the commands run for it.
+    pub fn outcome(&self) -> (Option<&Reply>, &[RunRecord]) {
+        (self.last_reply.as_ref(), &self.runs)
+    }
+
+    /// The node's findings as the assistant saw them.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
     fn question(&mut self, text: &str, out: &mut impl Write) -> io::Result<()> {
+        self.last_reply = None;
+        self.runs.clear();
         self.audit.record(Record::Question {
             text: text.to_string(),
         });
@@ -244,8 +279,9 @@ impl<'a> Session<'a> {
                 return Ok(());
             };
             self.history.push(Turn::User(prompt));
-            self.history.push(Turn::Assistant(reply.answer));
-            self.set_proposals(reply.proposals, out)?;
+            self.history.push(Turn::Assistant(reply.answer.clone()));
+            self.set_proposals(reply.proposals.clone(), out)?;
+            self.last_reply = Some(reply);
             if round == rounds || self.options.run_mode == RunMode::Never {
                 break;
             }
@@ -359,6 +395,12 @@ impl<'a> Session<'a> {
                     error: None,
                 });
                 let output = format!("{}{}", run.stdout.text, run.stderr.text);
+                self.runs.push(RunRecord {
+                    command: verdict.command.clone(),
+                    exit_code: Some(run.exit.code()),
+                    output: tail_chars(&output, FEEDBACK_CHARS).to_string(),
+                    duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
+                });
                 self.history.push(Turn::CommandOutput {
                     command: verdict.command.clone(),
                     exit_code: Some(run.exit.code()),
@@ -368,6 +410,12 @@ impl<'a> Session<'a> {
             }
             Err(e) => {
                 writeln!(out, "[{n}] could not run: {}", printable(&e.to_string()))?;
+                self.runs.push(RunRecord {
+                    command: verdict.command.clone(),
+                    exit_code: None,
+                    output: e.to_string(),
+                    duration_ms: 0,
+                });
                 self.audit.record(Record::Execution {
                     command: verdict.command.clone(),
                     exit_code: None,

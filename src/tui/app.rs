@@ -99,8 +99,7 @@ impl Proposal {
     /// The program to type to confirm: the file name of the first
     /// program of the pipeline (`/usr/bin/nvidia-smi -r` -> `nvidia-smi`).
     pub fn program(&self) -> Option<&str> {
-        let program = self.verdict.pipeline.first()?.first()?;
-        program.rsplit('/').next()
+        crate::copilot::approval::program(&self.verdict)
     }
 }
 
@@ -759,7 +758,9 @@ impl App {
     }
 
     /// Asks to run proposal `i`: runs read-only ones, confirms the others,
-    /// never runs blocked ones.
+    /// never runs blocked ones. Stricter than the line front ends' policy
+    /// (`copilot::approval`): Enter has already approved, so heavy commands
+    /// also need the program name typed, not a `y` that is easy to hit twice.
     fn request_run(&mut self, i: usize) -> Option<AppAction> {
         let p = self.proposals.get(i)?;
         let program = p.program().map(str::to_string);

@@ -1,0 +1,478 @@
+//! The local model as an [`Assistant`]: grounding, grammar-constrained
+//! decoding with llguidance, and a prompt prefix whose KV cache is reused.
+//!
+//! # How a question is answered
+//! 1. The prompt is the chat template over a system message (rules and
+//!    few-shot examples from `prompts/`, the same every time) and a user
+//!    message (node, findings, retrieved references, question). Everything up
+//!    to the user message is the *static prefix*: evaluated once, its KV
+//!    cache kept in the session and saved to disk, keyed by model and prompt.
+//! 2. Only the dynamic part is prefilled per question.
+//! 3. Decoding is greedy under the reply grammar ([`super::grammar`]):
+//!    tokens the grammar forces (the JSON punctuation and keys) are evaluated
+//!    in one batch without sampling; elsewhere the grammar's mask is applied
+//!    to the logits before the argmax.
+//! 4. The reply is parsed, and every command becomes a [`Proposal`], which
+//!    runs it through the guard.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use llguidance::api::TopLevelGrammar;
+use llguidance::{Matcher, ParserFactory};
+use serde::Deserialize;
+
+use super::answer_stream::AnswerStream;
+use super::context::{self, Reference};
+use super::grammar::{self, ReplyLimits};
+use super::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
+use crate::engine::chat::{ChatTemplate, Message};
+use crate::engine::ffi::gguf::GgufFile;
+use crate::engine::model::{LoadOptions, Model};
+use crate::engine::session::Session;
+use crate::engine::tokenizer::Tokenizer;
+use crate::guard::catalogue::Catalogue;
+
+/// Marks where the user message starts in the rendered template.
+const SPLIT: &str = "\u{1}SIGMA_USER\u{1}";
+/// Context window the copilot uses (prefix + question + reply).
+const N_CTX: usize = 4096;
+/// References shown per question.
+const N_REFERENCES: usize = 3;
+/// Budget for the node rendering, in characters.
+const NODE_CHARS: usize = 400;
+
+/// Prompt templates and few-shot examples, embedded.
+const SYSTEM_TEMPLATE: &str = include_str!("../../prompts/system.j2");
+const QUESTION_TEMPLATE: &str = include_str!("../../prompts/question.j2");
+const EXAMPLES: &str = include_str!("../../prompts/examples.toml");
+
+#[derive(Deserialize)]
+struct Examples {
+    example: Vec<ExampleEntry>,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+struct ExampleEntry {
+    question: String,
+    reply: String,
+}
+
+/// The reply as the grammar shapes it.
+#[derive(Deserialize)]
+struct RawReply {
+    answer: String,
+    commands: Vec<RawCommand>,
+}
+
+#[derive(Deserialize)]
+struct RawCommand {
+    command: String,
+    purpose: String,
+}
+
+/// Options for loading the local model.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// NAME|PATH of the model; the registry's default when `None`.
+    pub model: Option<String>,
+    /// CPU threads.
+    pub threads: usize,
+    /// Show a progress bar if the model must be downloaded.
+    pub progress: bool,
+    /// Set to stop a generation early (Ctrl-C).
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions {
+            model: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+            progress: true,
+            cancel: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The local model, ready to answer.
+pub struct LocalAssistant {
+    name: String,
+    tokenizer: Arc<Tokenizer>,
+    session: Session<'static>,
+    /// The reply grammar, compiled once; cloned per question.
+    matcher: Matcher,
+    /// Tokens of the static prefix; its KV rows stay in the session.
+    prefix: Vec<u32>,
+    /// The template text after the user message (end of turn, assistant header).
+    suffix: String,
+    env: minijinja::Environment<'static>,
+    cancel: Arc<AtomicBool>,
+    /// Seconds spent evaluating the prefix at load (0 when loaded from disk).
+    pub prefix_eval_s: f64,
+}
+
+impl LocalAssistant {
+    /// Loads the model (pulling the default one on first use), compiles the
+    /// reply grammar, and restores or computes the static prefix's KV cache.
+    pub fn load(opts: &LocalOptions) -> anyhow::Result<LocalAssistant> {
+        let registry = crate::engine::registry::Registry::load()?;
+        let path = registry.locate(opts.model.as_deref(), opts.progress)?;
+        let gguf = GgufFile::open(&path)?;
+        let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
+        let template = ChatTemplate::from_gguf(&gguf, &tokenizer)?;
+        let model = Model::load(
+            &gguf,
+            &LoadOptions {
+                n_threads: opts.threads,
+            },
+        )?;
+        // The model lives as long as the process; the session borrows it.
+        let model: &'static Model = Box::leak(Box::new(model));
+        let n_logits = model.hparams().n_vocab;
+        let session = Session::new(model, N_CTX)?;
+
+        let env = prompt_environment()?;
+        let examples: Examples = toml::from_str(EXAMPLES).context("prompts/examples.toml")?;
+        let system = env
+            .get_template("system")?
+            .render(minijinja::context! { examples => minijinja::Value::from(minijinja::value::Serde(&examples.example)) })?;
+        let rendered = template.render(&[Message::system(system), Message::user(SPLIT)], true)?;
+        let (prefix_text, suffix) = rendered
+            .split_once(SPLIT)
+            .context("the chat template dropped the user message")?;
+        let prefix = tokenizer.encode(prefix_text, true)?;
+
+        let tok_env = token_env(&tokenizer, n_logits)?;
+        let factory = ParserFactory::new_simple(&tok_env)?;
+        let lark = grammar::reply_grammar(Catalogue::builtin(), ReplyLimits::default());
+        let parser = factory.create_parser(TopLevelGrammar::from_lark(lark))?;
+        let matcher = Matcher::new(Ok(parser));
+
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        let mut me = LocalAssistant {
+            name,
+            tokenizer,
+            session,
+            matcher,
+            prefix,
+            suffix: suffix.to_string(),
+            env,
+            cancel: opts.cancel.clone(),
+            prefix_eval_s: 0.0,
+        };
+        me.restore_prefix(&path)?;
+        Ok(me)
+    }
+
+    /// Loads the static prefix's KV cache from disk, or evaluates it and
+    /// saves it for next time. A cache that cannot be written is not an
+    /// error: it only costs the next start the same prefill.
+    fn restore_prefix(&mut self, model_path: &Path) -> anyhow::Result<()> {
+        let file = prefix_cache_file(model_path, &self.prefix);
+        let n = self.prefix.len();
+        if let Some(data) = file.as_ref().and_then(|f| std::fs::read(f).ok())
+            && self.session.import_prefix(n, &data).is_ok()
+        {
+            return Ok(());
+        }
+        let t = Instant::now();
+        self.session.reset();
+        self.session.eval(&self.prefix)?;
+        self.prefix_eval_s = t.elapsed().as_secs_f64();
+        if let Some(file) = file {
+            let data = self.session.export_prefix(n)?;
+            let _ = write_atomic(&file, &data);
+        }
+        Ok(())
+    }
+
+    /// The user message for `question`.
+    fn user_message(
+        &self,
+        node: NodeContext<'_>,
+        history: &[Turn],
+        question: &str,
+    ) -> anyhow::Result<String> {
+        let refs: Vec<&Reference> =
+            context::retrieve(question, node.snapshot, node.findings, N_REFERENCES);
+        let refs: Vec<minijinja::Value> = refs
+            .iter()
+            .map(|r| minijinja::context! { command => r.command.clone(), purpose => r.purpose.clone() })
+            .collect();
+        Ok(self
+            .env
+            .get_template("question")?
+            .render(minijinja::context! {
+                node => context::render_node(node.snapshot, node.findings, NODE_CHARS),
+                findings => context::render_findings(node.findings, 3),
+                references => refs,
+                history => render_history(history),
+                question => question,
+            })?)
+    }
+
+    /// Greedy decoding under the grammar, from the logits of the prompt.
+    /// Forced tokens are evaluated as one batch.
+    fn decode(
+        &mut self,
+        mut matcher: Matcher,
+        on_text: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(String, usize)> {
+        let mut text = Vec::new();
+        let mut stream = self.tokenizer.stream(true);
+        let mut generated = 0;
+        let mut logits = self.session.logits().to_vec();
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                bail!("generation cancelled");
+            }
+            let forced = matcher.consume_ff_tokens();
+            let next: Vec<u32> = if !forced.is_empty() {
+                forced
+            } else {
+                if matcher.is_stopped() {
+                    break;
+                }
+                let mask = matcher
+                    .compute_mask()
+                    .map_err(|e| anyhow::anyhow!("grammar: {e}"))?;
+                let best = logits
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask.is_allowed(*i as u32))
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(i, _)| i as u32);
+                let Some(t) = best else { break };
+                if self.tokenizer.is_end(t) {
+                    break;
+                }
+                matcher
+                    .consume_token(t)
+                    .map_err(|e| anyhow::anyhow!("grammar: {e}"))?;
+                vec![t]
+            };
+            for &t in &next {
+                if let Some(piece) = stream.push(t)? {
+                    on_text(&piece);
+                }
+                if let Some(b) = self.tokenizer.token_bytes(t) {
+                    text.extend(b);
+                }
+            }
+            generated += next.len();
+            if matcher.is_stopped() {
+                break;
+            }
+            if self.session.n_past() + next.len() >= self.session.n_ctx() {
+                bail!(
+                    "the reply does not fit the model's context ({} tokens)",
+                    self.session.n_ctx()
+                );
+            }
+            logits = self.session.eval(&next)?.to_vec();
+        }
+        Ok((String::from_utf8_lossy(&text).into_owned(), generated))
+    }
+}
+
+impl Assistant for LocalAssistant {
+    fn ask(
+        &mut self,
+        node: NodeContext<'_>,
+        history: &[Turn],
+        question: &str,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> anyhow::Result<Reply> {
+        let start = Instant::now();
+        self.cancel.store(false, Ordering::Relaxed);
+        let user = self.user_message(node, history, question)?;
+        let dynamic = self
+            .tokenizer
+            .encode(&format!("{user}{}", self.suffix), false)?;
+        self.session.truncate(self.prefix.len());
+        on_event(Event::Prefill(0, dynamic.len()));
+        self.session.eval(&dynamic)?;
+        on_event(Event::Prefill(dynamic.len(), dynamic.len()));
+        let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
+
+        let mut answer = AnswerStream::default();
+        let mut first_token_ms = None;
+        let matcher = self.matcher.deep_clone();
+        let (text, generated) = self.decode(matcher, &mut |piece| {
+            first_token_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
+            let shown = answer.push(piece);
+            if !shown.is_empty() {
+                on_event(Event::AnswerText(&shown));
+            }
+        })?;
+        let total_ms = start.elapsed().as_secs_f64() * 1e3;
+        let raw: RawReply = serde_json::from_str(&text)
+            .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?;
+        let decode_ms = (total_ms - prefill_ms).max(1e-3);
+        Ok(Reply {
+            answer: raw.answer,
+            proposals: raw
+                .commands
+                .into_iter()
+                .map(|c| Proposal::new(c.command, c.purpose))
+                .collect(),
+            model: self.name.clone(),
+            timings: Timings {
+                prefill_ms,
+                first_token_ms: first_token_ms.unwrap_or(total_ms),
+                total_ms,
+                tokens_per_s: generated as f64 / (decode_ms / 1e3),
+                prompt_tokens: dynamic.len(),
+                generated_tokens: generated,
+            },
+        })
+    }
+
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The prompt templates from `prompts/`.
+fn prompt_environment() -> anyhow::Result<minijinja::Environment<'static>> {
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .build()
+            .map_err(|e| anyhow::anyhow!("prompt template syntax: {e}"))?,
+    );
+    env.add_template("system", SYSTEM_TEMPLATE)?;
+    env.add_template("question", QUESTION_TEMPLATE)?;
+    Ok(env)
+}
+
+/// Earlier turns for the prompt: the last few, outputs cut to their tail.
+fn render_history(history: &[Turn]) -> String {
+    const KEEP: usize = 4;
+    const OUTPUT_CHARS: usize = 600;
+    let mut out = String::new();
+    for turn in history.iter().rev().take(KEEP).rev() {
+        match turn {
+            Turn::User(q) => out.push_str(&format!("Operator: {q}\n")),
+            Turn::Assistant(a) => out.push_str(&format!("Sigma: {a}\n")),
+            Turn::CommandOutput {
+                command,
+                exit_code,
+                output,
+            } => {
+                let tail: String = {
+                    let chars: Vec<char> = output.chars().collect();
+                    chars[chars.len().saturating_sub(OUTPUT_CHARS)..]
+                        .iter()
+                        .collect()
+                };
+                let code = exit_code.map_or("killed".to_string(), |c| c.to_string());
+                out.push_str(&format!("Output of `{command}` (exit {code}):\n{tail}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// The tokenizer as llguidance sees it: every token's bytes (special tokens
+/// marked with 0xFF), the end-of-turn token as end of sequence.
+fn token_env(tokenizer: &Arc<Tokenizer>, n_logits: usize) -> anyhow::Result<toktrie::TokEnv> {
+    let n = n_logits.max(tokenizer.n_vocab());
+    let words: Vec<Vec<u8>> = (0..n as u32)
+        .map(|id| match tokenizer.token_bytes(id) {
+            Some(b) if tokenizer.is_special(id) => [&[0xffu8][..], &b].concat(),
+            Some(b) => b,
+            None => Vec::new(),
+        })
+        .collect();
+    let eos = tokenizer
+        .eot()
+        .or(tokenizer.eos())
+        .context("the model has no end-of-turn or end-of-sequence token")?;
+    let info = toktrie::TokRxInfo {
+        vocab_size: n as u32,
+        tok_eos: eos,
+        tok_bos: tokenizer.bos(),
+        tok_pad: None,
+        tok_unk: None,
+        tok_end_of_turn: tokenizer.eot(),
+    };
+    let trie = toktrie::TokTrie::from(&info, &words);
+    Ok(Arc::new(TokEnv {
+        trie,
+        tokenizer: tokenizer.clone(),
+    }))
+}
+
+/// [`toktrie::TokenizerEnv`] over our tokenizer.
+struct TokEnv {
+    trie: toktrie::TokTrie,
+    tokenizer: Arc<Tokenizer>,
+}
+
+impl toktrie::TokenizerEnv for TokEnv {
+    fn tok_trie(&self) -> &toktrie::TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<toktrie::TokenId> {
+        match std::str::from_utf8(s) {
+            Ok(text) => self
+                .tokenizer
+                .encode(text, false)
+                .unwrap_or_else(|_| self.trie.greedy_tokenize(s)),
+            Err(_) => self.trie.greedy_tokenize(s),
+        }
+    }
+}
+
+/// Where the prefix KV cache of `model_path` with `prefix` lives: keyed by
+/// the model file (path, size, modification time) and the prefix tokens, so
+/// a changed prompt or model never loads a stale cache.
+fn prefix_cache_file(model_path: &Path, prefix: &[u32]) -> Option<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let meta = std::fs::metadata(model_path).ok()?;
+    let mut h = Sha256::new();
+    h.update(
+        std::fs::canonicalize(model_path)
+            .ok()?
+            .to_string_lossy()
+            .as_bytes(),
+    );
+    h.update(meta.len().to_le_bytes());
+    if let Ok(m) = meta.modified()
+        && let Ok(d) = m.duration_since(std::time::UNIX_EPOCH)
+    {
+        h.update(d.as_nanos().to_le_bytes());
+    }
+    for t in prefix {
+        h.update(t.to_le_bytes());
+    }
+    let key: String = h
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dirs = directories::ProjectDirs::from("", "", "sigma")?;
+    Some(dirs.cache_dir().join("prefix").join(format!("{key}.kv")))
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves a
+/// half-written cache that looks complete.
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, data)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

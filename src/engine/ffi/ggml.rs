@@ -1,0 +1,1103 @@
+//! Safe wrapper over ggml: backends, buffers, tensors, graphs.
+//!
+//! # What lives here
+//!
+//! - [`Backend`]: a compute backend (the CPU backend today; the same calls
+//!   drive CUDA later) with its thread count and persistent thread pool.
+//! - [`TensorArena`]: a set of long-lived tensors (weights, KV cache) in one
+//!   backend buffer, addressed by [`TensorId`].
+//! - [`Graph`]: a compute graph built op by op from [`Tensor`] handles, over a
+//!   reusable [`GraphScratch`] metadata buffer, allocated by a
+//!   [`GraphAllocator`] and run by [`Backend::compute`].
+//!
+//! # Safety model
+//!
+//! A [`Tensor<'a>`] borrows the arena or graph that owns it, so a handle can
+//! not outlive its memory. ggml checks shapes inside every op and aborts on a
+//! mismatch (an abort, never undefined behaviour); callers validate shapes
+//! that come from files before building graphs. Host <-> tensor copies check
+//! sizes and allocation here and return [`GgmlError`] instead.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sigma::engine::ffi::ggml::{Backend, GgmlType, Graph, GraphAllocator, GraphScratch};
+//! let backend = Backend::cpu(2).unwrap();
+//! let mut scratch = GraphScratch::new(16);
+//! let mut alloc = GraphAllocator::new(&backend).unwrap();
+//! let g = Graph::new(&mut scratch);
+//! let a = g.input(GgmlType::F32, &[4], "a");
+//! let b = g.scale(a, 2.0);
+//! g.expand(b);
+//! alloc.allocate(&g).unwrap();
+//! a.write_f32(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+//! backend.compute(&g).unwrap();
+//! let mut out = Vec::new();
+//! b.read_f32(&mut out).unwrap();
+//! assert_eq!(out, [2.0, 4.0, 6.0, 8.0]);
+//! ```
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Once;
+
+use llama_cpp_sys_2 as sys;
+
+/// Errors from the ggml layer: allocation failures and misuse caught before C
+/// sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum GgmlError {
+    /// This CPU lacks instructions the ggml build was compiled for.
+    #[error(
+        "this CPU lacks {0}, which this sigma build's ggml was compiled for; rebuild on this machine with {0} off (see .cargo/config.toml)"
+    )]
+    CpuUnsupported(&'static str),
+    /// ggml could not create the CPU backend.
+    #[error("could not start the ggml CPU backend; check that the process may create threads")]
+    BackendInit,
+    /// A backend buffer could not be allocated.
+    #[error(
+        "could not allocate {bytes} bytes for {what} in '{buffer_type}'; free memory or use a smaller model/context"
+    )]
+    Alloc {
+        /// What the buffer was for.
+        what: String,
+        /// Requested size.
+        bytes: usize,
+        /// Buffer type name.
+        buffer_type: String,
+    },
+    /// The graph allocator could not place the graph's intermediate tensors.
+    #[error(
+        "could not allocate the compute graph ({nodes} nodes); free memory or use a smaller batch"
+    )]
+    GraphAlloc {
+        /// Node count of the graph.
+        nodes: usize,
+    },
+    /// Graph computation failed.
+    #[error("ggml graph computation failed with status {0}")]
+    Compute(i32),
+    /// A host copy had the wrong size.
+    #[error("tensor '{name}' holds {expected} bytes but {got} bytes were given")]
+    SizeMismatch {
+        /// Tensor name.
+        name: String,
+        /// Tensor size in bytes.
+        expected: usize,
+        /// Host slice size in bytes.
+        got: usize,
+    },
+    /// A tensor was read or written before its buffer was allocated.
+    #[error("tensor '{0}' has no memory yet; allocate its arena or graph first")]
+    Unallocated(String),
+    /// Too many tensors for an arena.
+    #[error("tensor arena is full ({0} tensors); create it with a larger capacity")]
+    ArenaFull(usize),
+    /// A dimension list was empty or longer than 4.
+    #[error("tensor '{name}' has {dims} dimensions; ggml supports 1 to 4")]
+    BadRank {
+        /// Tensor name.
+        name: String,
+        /// Number of dimensions given.
+        dims: usize,
+    },
+}
+
+/// Routes ggml's log through a filter once per process: only errors are
+/// printed (on stderr), so a run's stdout carries nothing but model output.
+fn quiet_logs() {
+    static ONCE: Once = Once::new();
+    unsafe extern "C" fn log(level: sys::ggml_log_level, text: *const c_char, _: *mut c_void) {
+        if level == sys::GGML_LOG_LEVEL_ERROR && !text.is_null() {
+            // SAFETY: ggml passes a NUL-terminated message.
+            let msg = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+            eprint!("ggml: {msg}");
+        }
+    }
+    ONCE.call_once(|| {
+        // SAFETY: `log` matches the callback signature and ignores user data.
+        unsafe { sys::ggml_log_set(Some(log), std::ptr::null_mut()) };
+    });
+}
+
+/// A ggml element type (`GGML_TYPE_*`), including quantized block types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GgmlType(pub u32);
+
+impl GgmlType {
+    /// 32-bit float.
+    pub const F32: Self = Self(sys::GGML_TYPE_F32);
+    /// 16-bit IEEE float.
+    pub const F16: Self = Self(sys::GGML_TYPE_F16);
+    /// 32-bit signed integer (token ids, positions).
+    pub const I32: Self = Self(sys::GGML_TYPE_I32);
+    /// 64-bit signed integer (row indices for `set_rows`).
+    pub const I64: Self = Self(sys::GGML_TYPE_I64);
+    /// 8-bit block quantization, one scale per 32 values.
+    pub const Q8_0: Self = Self(sys::GGML_TYPE_Q8_0);
+
+    /// Weight types the engine loads and multiplies; others are refused at
+    /// load time with an error that lists these.
+    pub const SUPPORTED_WEIGHTS: [Self; 14] = [
+        Self(sys::GGML_TYPE_F32),
+        Self(sys::GGML_TYPE_F16),
+        Self(sys::GGML_TYPE_BF16),
+        Self(sys::GGML_TYPE_Q4_0),
+        Self(sys::GGML_TYPE_Q4_1),
+        Self(sys::GGML_TYPE_Q5_0),
+        Self(sys::GGML_TYPE_Q5_1),
+        Self(sys::GGML_TYPE_Q8_0),
+        Self(sys::GGML_TYPE_Q2_K),
+        Self(sys::GGML_TYPE_Q3_K),
+        Self(sys::GGML_TYPE_Q4_K),
+        Self(sys::GGML_TYPE_Q5_K),
+        Self(sys::GGML_TYPE_Q6_K),
+        Self(sys::GGML_TYPE_IQ4_NL),
+    ];
+
+    /// ggml's name for the type ("f16", "q4_K", ...), or "type#N" if unknown.
+    pub fn name(self) -> String {
+        if self.0 >= sys::GGML_TYPE_COUNT {
+            return format!("type#{}", self.0);
+        }
+        // SAFETY: in-range types have a static name (possibly NULL for removed ids).
+        let p = unsafe { sys::ggml_type_name(self.0) };
+        if p.is_null() {
+            return format!("type#{}", self.0);
+        }
+        // SAFETY: non-NULL names are static NUL-terminated strings.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    /// Whether the engine can load weights of this type.
+    pub fn is_supported_weight(self) -> bool {
+        Self::SUPPORTED_WEIGHTS.contains(&self)
+    }
+
+    /// Bytes of one row of `n` elements (`n` must be a multiple of the block
+    /// size), or `None` for an unknown type or a ragged row.
+    pub fn row_size(self, n: i64) -> Option<usize> {
+        if self.0 >= sys::GGML_TYPE_COUNT || n < 0 {
+            return None;
+        }
+        // SAFETY: in-range type ids are valid arguments.
+        let blck = unsafe { sys::ggml_blck_size(self.0) };
+        // SAFETY: as above.
+        let size = unsafe { sys::ggml_type_size(self.0) };
+        if blck <= 0 || size == 0 || n % blck != 0 {
+            return None;
+        }
+        usize::try_from(n / blck).ok()?.checked_mul(size)
+    }
+
+    /// The list of supported weight type names, for error messages.
+    pub fn supported_weight_names() -> String {
+        Self::SUPPORTED_WEIGHTS
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A backend buffer type (where tensor memory lives: host RAM, CPU repacked
+/// layout, GPU memory).
+#[derive(Clone, Copy, Debug)]
+pub struct BufferType(NonNull<sys::ggml_backend_buffer_type>);
+
+impl BufferType {
+    /// The buffer type's name ("CPU", "CPU_REPACK", "CUDA0", ...).
+    pub fn name(self) -> String {
+        // SAFETY: buffer types are static singletons with static names.
+        let p = unsafe { sys::ggml_backend_buft_name(self.0.as_ptr()) };
+        if p.is_null() {
+            return String::from("?");
+        }
+        // SAFETY: non-NULL, NUL-terminated.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+/// A compute backend plus its thread pool.
+///
+/// Refuses to start ggml on a CPU without the instruction sets it was built
+/// for (`.cargo/config.toml` chooses them): a clear error instead of SIGILL.
+fn check_cpu_features() -> Result<(), GgmlError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let built_with = |var: Option<&str>| var.is_some_and(|v| v.eq_ignore_ascii_case("on"));
+        let needed: [(&'static str, bool, bool); 4] = [
+            (
+                "AVX2",
+                built_with(option_env!("GGML_AVX2")),
+                is_x86_feature_detected!("avx2"),
+            ),
+            (
+                "FMA",
+                built_with(option_env!("GGML_FMA")),
+                is_x86_feature_detected!("fma"),
+            ),
+            (
+                "F16C",
+                built_with(option_env!("GGML_F16C")),
+                is_x86_feature_detected!("f16c"),
+            ),
+            (
+                "AVX512",
+                built_with(option_env!("GGML_AVX512")),
+                is_x86_feature_detected!("avx512f"),
+            ),
+        ];
+        if let Some((name, _, _)) = needed.iter().find(|(_, built, has)| *built && !*has) {
+            return Err(GgmlError::CpuUnsupported(name));
+        }
+    }
+    Ok(())
+}
+
+/// The CPU backend runs graphs on `n_threads` threads kept in a persistent
+/// ggml thread pool (created once, not per graph; idle workers sleep rather
+/// after a short spin, so an idle model costs no CPU).
+pub struct Backend {
+    raw: NonNull<sys::ggml_backend>,
+    threadpool: Option<NonNull<sys::ggml_threadpool>>,
+    n_threads: usize,
+}
+
+impl Backend {
+    /// Starts the CPU backend with `n_threads` worker threads (at least 1).
+    pub fn cpu(n_threads: usize) -> Result<Self, GgmlError> {
+        check_cpu_features()?;
+        quiet_logs();
+        let n_threads = n_threads.max(1);
+        // SAFETY: plain constructor; NULL signals failure.
+        let raw =
+            NonNull::new(unsafe { sys::ggml_backend_cpu_init() }).ok_or(GgmlError::BackendInit)?;
+        let mut backend = Self {
+            raw,
+            threadpool: None,
+            n_threads,
+        };
+        let threads = c_int::try_from(n_threads).unwrap_or(c_int::MAX);
+        // SAFETY: plain constructor of a parameter struct.
+        let mut params = unsafe { sys::ggml_threadpool_params_default(threads) };
+        // Workers spin only briefly (~0.1 ms, enough to bridge the gap
+        // between two decode steps) before sleeping on a condition variable:
+        // the cores are shared (UI, probes, other engines). ggml's default
+        // (50) spins for milliseconds after every graph.
+        params.poll = 1;
+        // SAFETY: params is a valid, initialised struct; NULL signals failure.
+        let pool = NonNull::new(unsafe { sys::ggml_threadpool_new(&mut params) })
+            .ok_or(GgmlError::BackendInit)?;
+        backend.threadpool = Some(pool);
+        // SAFETY: both handles are live; the pool outlives its use (freed in Drop after the backend).
+        unsafe {
+            sys::ggml_backend_cpu_set_n_threads(raw.as_ptr(), threads);
+            sys::ggml_backend_cpu_set_threadpool(raw.as_ptr(), pool.as_ptr());
+        }
+        Ok(backend)
+    }
+
+    /// Number of compute threads.
+    pub fn n_threads(&self) -> usize {
+        self.n_threads
+    }
+
+    /// The backend's default buffer type (plain host memory for the CPU).
+    pub fn buffer_type(&self) -> BufferType {
+        // SAFETY: live backend; the default buffer type is a static singleton.
+        let p = unsafe { sys::ggml_backend_get_default_buffer_type(self.raw.as_ptr()) };
+        BufferType(NonNull::new(p).expect("ggml backends always have a default buffer type"))
+    }
+
+    /// Extra buffer types of the backend's device, best first: for the CPU the
+    /// "repack" type that stores quantized weights interleaved for faster
+    /// matrix products (what llama.cpp uses by default).
+    pub fn extra_buffer_types(&self) -> Vec<BufferType> {
+        type GetExtra =
+            unsafe extern "C" fn(sys::ggml_backend_dev_t) -> *mut sys::ggml_backend_buffer_type_t;
+        let name = c"ggml_backend_dev_get_extra_bufts";
+        // SAFETY: live backend; registries and devices are static.
+        let dev = unsafe { sys::ggml_backend_get_device(self.raw.as_ptr()) };
+        // SAFETY: as above.
+        let reg = unsafe { sys::ggml_backend_dev_backend_reg(dev) };
+        // SAFETY: valid registry and NUL-terminated name.
+        let f = unsafe { sys::ggml_backend_reg_get_proc_address(reg, name.as_ptr()) };
+        if f.is_null() || dev.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: ggml documents this proc address with exactly this signature.
+        let get: GetExtra = unsafe { std::mem::transmute::<*mut c_void, GetExtra>(f) };
+        // SAFETY: returns a NULL-terminated static array.
+        let mut p = unsafe { get(dev) };
+        let mut out = Vec::new();
+        while !p.is_null() {
+            // SAFETY: p points into the NULL-terminated array.
+            let item = unsafe { *p };
+            let Some(buft) = NonNull::new(item) else {
+                break;
+            };
+            out.push(BufferType(buft));
+            // SAFETY: the terminator has not been reached, so p+1 is in bounds.
+            p = unsafe { p.add(1) };
+        }
+        out
+    }
+
+    /// Whether a matrix product of a weight of type `ty` and shape `ne`
+    /// (2-D) stored in `buft` by an f32 activation runs on this backend.
+    ///
+    /// This is how llama.cpp decides which weights go to the repack buffer:
+    /// build the op on a zero-sized buffer of that type and ask the device.
+    pub fn supports_matmul_weight(&self, buft: BufferType, ty: GgmlType, ne: [i64; 2]) -> bool {
+        let mut scratch = GraphScratch::new(4);
+        let g = Graph::new(&mut scratch);
+        let w = g.tensor(ty, &ne, "probe_weight");
+        let x = g.tensor(GgmlType::F32, &[ne[0], 1], "probe_x");
+        let y = g.mul_mat(w, x);
+        // SAFETY: a zero-sized buffer of a static type; freed below.
+        let buf = unsafe { sys::ggml_backend_buft_alloc_buffer(buft.0.as_ptr(), 0) };
+        if buf.is_null() {
+            return false;
+        }
+        // SAFETY: w is a live metadata-only tensor of the scratch graph; we only
+        // point its buffer at `buf` for the query and clear it before freeing.
+
+        unsafe {
+            (*w.raw.as_ptr()).buffer = buf;
+            let dev = sys::ggml_backend_get_device(self.raw.as_ptr());
+            let ok = sys::ggml_backend_dev_supports_op(dev, y.raw.as_ptr());
+            (*w.raw.as_ptr()).buffer = std::ptr::null_mut();
+            sys::ggml_backend_buffer_free(buf);
+            ok
+        }
+    }
+
+    /// Runs an allocated graph.
+    pub fn compute(&self, graph: &Graph<'_>) -> Result<(), GgmlError> {
+        // SAFETY: live backend and graph; the graph was allocated by a GraphAllocator
+        // (compute on unallocated tensors is rejected by ggml's asserts).
+        let status =
+            unsafe { sys::ggml_backend_graph_compute(self.raw.as_ptr(), graph.gf.as_ptr()) };
+        if status == sys::GGML_STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(GgmlError::Compute(status))
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        // SAFETY: handles are owned and freed once; the backend goes before its pool.
+        unsafe {
+            sys::ggml_backend_free(self.raw.as_ptr());
+            if let Some(pool) = self.threadpool {
+                sys::ggml_threadpool_free(pool.as_ptr());
+            }
+        }
+    }
+}
+
+/// A handle to a ggml tensor owned by a [`TensorArena`] or a [`Graph`].
+///
+/// Copyable; the lifetime ties it to its owner.
+#[derive(Clone, Copy, Debug)]
+pub struct Tensor<'a> {
+    raw: NonNull<sys::ggml_tensor>,
+    _owner: PhantomData<&'a sys::ggml_tensor>,
+}
+
+impl<'a> Tensor<'a> {
+    fn from_raw(p: *mut sys::ggml_tensor) -> Self {
+        Self {
+            raw: NonNull::new(p).expect("ggml returned a NULL tensor (out of context memory)"),
+            _owner: PhantomData,
+        }
+    }
+
+    fn get(&self) -> &sys::ggml_tensor {
+        // SAFETY: the owner is alive for 'a and ggml never moves tensors.
+        unsafe { self.raw.as_ref() }
+    }
+
+    /// Sizes of the 4 dimensions (ggml order: ne[0] is the fastest).
+    pub fn ne(&self) -> [i64; 4] {
+        self.get().ne
+    }
+
+    /// Strides in bytes of the 4 dimensions.
+    pub fn nb(&self) -> [usize; 4] {
+        self.get().nb
+    }
+
+    /// Element type.
+    pub fn ty(&self) -> GgmlType {
+        GgmlType(self.get().type_)
+    }
+
+    /// Size of the tensor's data in bytes.
+    pub fn nbytes(&self) -> usize {
+        // SAFETY: live tensor.
+        unsafe { sys::ggml_nbytes(self.raw.as_ptr()) }
+    }
+
+    /// The tensor's name.
+    pub fn name(&self) -> String {
+        // SAFETY: ggml keeps `name` NUL-terminated within its 64 bytes.
+        unsafe { CStr::from_ptr(self.get().name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn check_io(&self, bytes: usize) -> Result<(), GgmlError> {
+        let t = self.get();
+        if t.buffer.is_null() && (t.view_src.is_null() || unsafe { (*t.view_src).buffer.is_null() })
+        {
+            return Err(GgmlError::Unallocated(self.name()));
+        }
+        if bytes != self.nbytes() {
+            return Err(GgmlError::SizeMismatch {
+                name: self.name(),
+                expected: self.nbytes(),
+                got: bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies raw bytes into the tensor (whole tensor; a repack buffer
+    /// converts the layout on the way in).
+    pub fn write_bytes(&self, data: &[u8]) -> Result<(), GgmlError> {
+        self.check_io(data.len())?;
+        // SAFETY: allocated tensor and a host slice of exactly nbytes.
+        unsafe {
+            sys::ggml_backend_tensor_set(self.raw.as_ptr(), data.as_ptr().cast(), 0, data.len())
+        };
+        Ok(())
+    }
+
+    /// Reads `len` bytes at byte `offset` of the tensor (a leading range of
+    /// rows, as the KV cache saves its prefix).
+    pub fn read_range(&self, offset: usize, len: usize) -> Result<Vec<u8>, GgmlError> {
+        self.check_range(offset, len)?;
+        let mut out = vec![0u8; len];
+        // SAFETY: allocated tensor; offset+len checked against nbytes.
+        unsafe {
+            sys::ggml_backend_tensor_get(self.raw.as_ptr(), out.as_mut_ptr().cast(), offset, len)
+        };
+        Ok(out)
+    }
+
+    /// Writes `data` at byte `offset` of the tensor.
+    pub fn write_range(&self, offset: usize, data: &[u8]) -> Result<(), GgmlError> {
+        self.check_range(offset, data.len())?;
+        // SAFETY: allocated tensor; offset+len checked against nbytes.
+        unsafe {
+            sys::ggml_backend_tensor_set(
+                self.raw.as_ptr(),
+                data.as_ptr().cast(),
+                offset,
+                data.len(),
+            )
+        };
+        Ok(())
+    }
+
+    /// Checks that the tensor is allocated and `[offset, offset+len)` lies in it.
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), GgmlError> {
+        self.check_io(self.nbytes())?;
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.nbytes())
+        {
+            return Err(GgmlError::SizeMismatch {
+                name: self.name(),
+                expected: self.nbytes(),
+                got: offset.saturating_add(len),
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies f32 values into an f32 tensor.
+    pub fn write_f32(&self, data: &[f32]) -> Result<(), GgmlError> {
+        self.write_bytes(as_bytes(data))
+    }
+
+    /// Copies i32 values into an i32 tensor.
+    pub fn write_i32(&self, data: &[i32]) -> Result<(), GgmlError> {
+        self.write_bytes(as_bytes(data))
+    }
+
+    /// Copies i64 values into an i64 tensor.
+    pub fn write_i64(&self, data: &[i64]) -> Result<(), GgmlError> {
+        self.write_bytes(as_bytes(data))
+    }
+
+    /// Converts f32 values to f16 (in `scratch`) and copies them into an f16
+    /// tensor.
+    pub fn write_f32_as_f16(&self, data: &[f32], scratch: &mut Vec<u16>) -> Result<(), GgmlError> {
+        scratch.clear();
+        scratch.resize(data.len(), 0);
+        // SAFETY: both slices hold data.len() elements; ggml_fp16_t is u16.
+        unsafe {
+            sys::ggml_fp32_to_fp16_row(data.as_ptr(), scratch.as_mut_ptr(), data.len() as i64)
+        };
+        self.write_bytes(as_bytes(scratch))
+    }
+
+    /// Reads an f32 tensor into `out` (resized to fit).
+    pub fn read_f32(&self, out: &mut Vec<f32>) -> Result<(), GgmlError> {
+        if self.ty() != GgmlType::F32 {
+            return Err(GgmlError::SizeMismatch {
+                name: self.name(),
+                expected: self.nbytes(),
+                got: 0,
+            });
+        }
+        let n = self.nbytes() / 4;
+        out.clear();
+        out.resize(n, 0.0);
+        self.check_io(n * 4)?;
+        // SAFETY: allocated f32 tensor, host slice of exactly nbytes.
+        unsafe {
+            sys::ggml_backend_tensor_get(self.raw.as_ptr(), out.as_mut_ptr().cast(), 0, n * 4)
+        };
+        Ok(())
+    }
+}
+
+/// Views a slice of plain numbers as bytes.
+fn as_bytes<T: Copy>(data: &[T]) -> &[u8] {
+    // SAFETY: only used with f32/i32/i64/u16 (no padding, any bit pattern valid as u8).
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), std::mem::size_of_val(data)) }
+}
+
+/// A no-alloc ggml context: tensor metadata only.
+struct Context(NonNull<sys::ggml_context>);
+
+impl Context {
+    /// A context of `mem_size` bytes, in `mem_buffer` if non-NULL (which must
+    /// then hold `mem_size` bytes and outlive the context).
+    fn new(mem_size: usize, mem_buffer: *mut c_void) -> Self {
+        let params = sys::ggml_init_params {
+            mem_size,
+            mem_buffer,
+            no_alloc: true,
+        };
+        // SAFETY: valid params; ggml aborts rather than return NULL on OOM.
+        Self(NonNull::new(unsafe { sys::ggml_init(params) }).expect("ggml_init returned NULL"))
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: owned context, freed once (does not free a caller-given mem_buffer).
+        unsafe { sys::ggml_free(self.0.as_ptr()) };
+    }
+}
+
+/// Index of a tensor in a [`TensorArena`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TensorId(usize);
+
+/// Long-lived tensors sharing one backend buffer (model weights, KV cache).
+///
+/// Declare tensors with [`TensorArena::add`], then [`TensorArena::allocate`]
+/// once; afterwards write data and use [`TensorArena::get`] in graphs.
+pub struct TensorArena {
+    ctx: Context,
+    tensors: Vec<NonNull<sys::ggml_tensor>>,
+    capacity: usize,
+    buffer: Option<NonNull<sys::ggml_backend_buffer>>,
+}
+
+impl TensorArena {
+    /// An arena for at most `capacity` tensors.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            // SAFETY: plain size computation.
+            ctx: Context::new(
+                unsafe { sys::ggml_tensor_overhead() } * capacity.max(1),
+                std::ptr::null_mut(),
+            ),
+            tensors: Vec::new(),
+            capacity,
+            buffer: None,
+        }
+    }
+
+    /// Declares a tensor of type `ty` and dims `ne` (1 to 4, ggml order).
+    pub fn add(&mut self, ty: GgmlType, ne: &[i64], name: &str) -> Result<TensorId, GgmlError> {
+        if self.tensors.len() >= self.capacity {
+            return Err(GgmlError::ArenaFull(self.capacity));
+        }
+        if ne.is_empty() || ne.len() > 4 {
+            return Err(GgmlError::BadRank {
+                name: name.to_owned(),
+                dims: ne.len(),
+            });
+        }
+        // SAFETY: live context with room (capacity checked); ne has 1..=4 entries.
+        let t = unsafe {
+            sys::ggml_new_tensor(self.ctx.0.as_ptr(), ty.0, ne.len() as c_int, ne.as_ptr())
+        };
+        let t = Tensor::from_raw(t);
+        set_name(t.raw, name);
+        self.tensors.push(t.raw);
+        Ok(TensorId(self.tensors.len() - 1))
+    }
+
+    /// Allocates one buffer of type `buft` for all declared tensors; `what`
+    /// names the arena in errors. Weight arenas should pass `weights = true`
+    /// (the scheduler then keeps weights where they are).
+    pub fn allocate(
+        &mut self,
+        buft: BufferType,
+        what: &str,
+        weights: bool,
+    ) -> Result<(), GgmlError> {
+        if self.tensors.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: live context whose tensors have no data yet; static buffer type.
+        let buf = unsafe {
+            sys::ggml_backend_alloc_ctx_tensors_from_buft(self.ctx.0.as_ptr(), buft.0.as_ptr())
+        };
+        let buf = NonNull::new(buf).ok_or_else(|| GgmlError::Alloc {
+            what: what.to_owned(),
+            bytes: self
+                .tensors
+                .iter()
+                .map(|t| Tensor::from_raw(t.as_ptr()).nbytes())
+                .sum(),
+            buffer_type: buft.name(),
+        })?;
+        if weights {
+            // SAFETY: live buffer.
+            unsafe {
+                sys::ggml_backend_buffer_set_usage(
+                    buf.as_ptr(),
+                    sys::GGML_BACKEND_BUFFER_USAGE_WEIGHTS,
+                )
+            };
+        }
+        self.buffer = Some(buf);
+        Ok(())
+    }
+
+    /// The tensor `id`.
+    pub fn get(&self, id: TensorId) -> Tensor<'_> {
+        Tensor::from_raw(self.tensors[id.0].as_ptr())
+    }
+
+    /// Sets every byte of the arena's buffer to zero.
+    pub fn clear(&self) {
+        if let Some(buf) = self.buffer {
+            // SAFETY: live buffer.
+            unsafe { sys::ggml_backend_buffer_clear(buf.as_ptr(), 0) };
+        }
+    }
+
+    /// Bytes of backend memory held.
+    pub fn size_bytes(&self) -> usize {
+        // SAFETY: live buffer.
+        self.buffer.map_or(0, |b| unsafe {
+            sys::ggml_backend_buffer_get_size(b.as_ptr())
+        })
+    }
+}
+
+impl Drop for TensorArena {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buffer.take() {
+            // SAFETY: owned buffer, freed once, before the context (dropped after).
+            unsafe { sys::ggml_backend_buffer_free(buf.as_ptr()) };
+        }
+    }
+}
+
+fn set_name(t: NonNull<sys::ggml_tensor>, name: &str) {
+    let c = CString::new(name.replace('\0', "?")).unwrap_or_default();
+    // SAFETY: live tensor; ggml copies (and truncates) the name.
+    unsafe { sys::ggml_set_name(t.as_ptr(), c.as_ptr()) };
+}
+
+/// Reusable memory for graph metadata (tensor headers and the node list).
+pub struct GraphScratch {
+    buf: Vec<u64>,
+    max_nodes: usize,
+}
+
+impl GraphScratch {
+    /// Room for graphs of up to `max_nodes` nodes.
+    pub fn new(max_nodes: usize) -> Self {
+        // SAFETY: plain size computations.
+        let bytes = unsafe {
+            sys::ggml_tensor_overhead() * max_nodes
+                + sys::ggml_graph_overhead_custom(max_nodes, false)
+        };
+        Self {
+            buf: vec![0u64; bytes.div_ceil(8) + 1],
+            max_nodes,
+        }
+    }
+}
+
+/// A compute graph under construction (or built), borrowing its scratch.
+///
+/// Ops return new [`Tensor`]s; [`Graph::expand`] adds a result and everything
+/// it depends on to the graph.
+pub struct Graph<'g> {
+    ctx: Context,
+    gf: NonNull<sys::ggml_cgraph>,
+    _scratch: PhantomData<&'g mut GraphScratch>,
+}
+
+impl<'g> Graph<'g> {
+    /// Starts an empty graph in `scratch` (the previous graph's metadata there
+    /// is overwritten).
+    pub fn new(scratch: &'g mut GraphScratch) -> Self {
+        quiet_logs();
+        let bytes = scratch.buf.len() * 8;
+        let ctx = Context::new(bytes, scratch.buf.as_mut_ptr().cast());
+        // SAFETY: live context sized for max_nodes tensors plus the graph.
+        let gf = unsafe { sys::ggml_new_graph_custom(ctx.0.as_ptr(), scratch.max_nodes, false) };
+        Self {
+            ctx,
+            gf: NonNull::new(gf).expect("ggml_new_graph_custom returned NULL"),
+            _scratch: PhantomData,
+        }
+    }
+
+    fn c(&self) -> *mut sys::ggml_context {
+        self.ctx.0.as_ptr()
+    }
+
+    /// A new tensor of this graph (no data; computed or set as input).
+    pub fn tensor(&self, ty: GgmlType, ne: &[i64], name: &str) -> Tensor<'g> {
+        assert!(
+            (1..=4).contains(&ne.len()),
+            "graph tensors have 1 to 4 dims"
+        );
+        // SAFETY: live context; 1..=4 dims.
+        let t = Tensor::from_raw(unsafe {
+            sys::ggml_new_tensor(self.c(), ty.0, ne.len() as c_int, ne.as_ptr())
+        });
+        set_name(t.raw, name);
+        t
+    }
+
+    /// A new input tensor: the allocator gives it its own memory, to be filled
+    /// with `write_*` after allocation and before compute.
+    pub fn input(&self, ty: GgmlType, ne: &[i64], name: &str) -> Tensor<'g> {
+        let t = self.tensor(ty, ne, name);
+        // SAFETY: live tensor.
+        unsafe { sys::ggml_set_input(t.raw.as_ptr()) };
+        t
+    }
+
+    /// Marks `t` as an output (its memory is not reused inside the graph) and
+    /// adds it to the graph.
+    pub fn output(&self, t: Tensor<'g>) {
+        // SAFETY: live tensor.
+        unsafe { sys::ggml_set_output(t.raw.as_ptr()) };
+        self.expand(t);
+    }
+
+    /// Adds `t` and its dependencies to the graph.
+    pub fn expand(&self, t: Tensor<'g>) {
+        // SAFETY: live graph and tensor.
+        unsafe { sys::ggml_build_forward_expand(self.gf.as_ptr(), t.raw.as_ptr()) };
+    }
+
+    /// Number of nodes in the graph.
+    pub fn n_nodes(&self) -> usize {
+        // SAFETY: live graph.
+        usize::try_from(unsafe { sys::ggml_graph_n_nodes(self.gf.as_ptr()) }).unwrap_or(0)
+    }
+
+    /// Names a tensor (for graph dumps and debugging); returns it.
+    pub fn named(&self, t: Tensor<'g>, name: &str) -> Tensor<'g> {
+        set_name(t.raw, name);
+        t
+    }
+
+    fn wrap(&self, p: *mut sys::ggml_tensor) -> Tensor<'g> {
+        Tensor::from_raw(p)
+    }
+
+    /// `a @ b` in ggml's convention: result[i, j] = dot(a row i, b row j);
+    /// `a` (ne0 = k, ne1 = m) may be quantized, `b` (k, n) is f32.
+    pub fn mul_mat(&self, a: Tensor<'g>, b: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: live context and tensors; ggml checks shapes.
+        self.wrap(unsafe { sys::ggml_mul_mat(self.c(), a.raw.as_ptr(), b.raw.as_ptr()) })
+    }
+
+    /// Element-wise `a + b` (b broadcast).
+    pub fn add(&self, a: Tensor<'g>, b: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_add(self.c(), a.raw.as_ptr(), b.raw.as_ptr()) })
+    }
+
+    /// Element-wise `a * b` (b broadcast).
+    pub fn mul(&self, a: Tensor<'g>, b: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_mul(self.c(), a.raw.as_ptr(), b.raw.as_ptr()) })
+    }
+
+    /// `a * s`.
+    pub fn scale(&self, a: Tensor<'g>, s: f32) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_scale(self.c(), a.raw.as_ptr(), s) })
+    }
+
+    /// RMS normalisation over ne0.
+    pub fn rms_norm(&self, a: Tensor<'g>, eps: f32) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_rms_norm(self.c(), a.raw.as_ptr(), eps) })
+    }
+
+    /// `silu(a) * b` (SwiGLU with separate gate and up tensors).
+    pub fn swiglu(&self, gate: Tensor<'g>, up: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_swiglu_split(self.c(), gate.raw.as_ptr(), up.raw.as_ptr()) })
+    }
+
+    /// Rows of `a` selected by the i32 indices `rows`.
+    pub fn get_rows(&self, a: Tensor<'g>, rows: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_get_rows(self.c(), a.raw.as_ptr(), rows.raw.as_ptr()) })
+    }
+
+    /// Writes the rows of `src` into `dst` at the i64 row indices `rows`
+    /// (converting type); returns the updated `dst` view.
+    pub fn set_rows(&self, dst: Tensor<'g>, src: Tensor<'g>, rows: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe {
+            sys::ggml_set_rows(
+                self.c(),
+                dst.raw.as_ptr(),
+                src.raw.as_ptr(),
+                rows.raw.as_ptr(),
+            )
+        })
+    }
+
+    /// Rotary position embedding over the first `n_rot` values of each head
+    /// (`a`: head_dim x n_head x n_tokens; `pos`: i32 per token). `mode` is
+    /// ggml's rope type (0 normal/interleaved, 2 NeoX).
+    pub fn rope(
+        &self,
+        a: Tensor<'g>,
+        pos: Tensor<'g>,
+        n_rot: i32,
+        mode: i32,
+        rope: &RopeParams,
+    ) -> Tensor<'g> {
+        // SAFETY: as mul_mat; no frequency-factor tensor.
+        self.wrap(unsafe {
+            sys::ggml_rope_ext(
+                self.c(),
+                a.raw.as_ptr(),
+                pos.raw.as_ptr(),
+                std::ptr::null_mut(),
+                n_rot,
+                mode,
+                rope.n_ctx_orig,
+                rope.freq_base,
+                rope.freq_scale,
+                rope.ext_factor,
+                rope.attn_factor,
+                rope.beta_fast,
+                rope.beta_slow,
+            )
+        })
+    }
+
+    /// Same data, new shape (contiguous `a`).
+    pub fn reshape(&self, a: Tensor<'g>, ne: &[i64]) -> Tensor<'g> {
+        // SAFETY: as mul_mat; ggml checks the element count.
+        self.wrap(unsafe {
+            match *ne {
+                [n0, n1] => sys::ggml_reshape_2d(self.c(), a.raw.as_ptr(), n0, n1),
+                [n0, n1, n2] => sys::ggml_reshape_3d(self.c(), a.raw.as_ptr(), n0, n1, n2),
+                _ => panic!("reshape supports 2 or 3 dims, got {}", ne.len()),
+            }
+        })
+    }
+
+    /// A 3-D view of `a` with strides `nb1`, `nb2` (bytes) from `offset`.
+    pub fn view_3d(
+        &self,
+        a: Tensor<'g>,
+        ne: [i64; 3],
+        nb1: usize,
+        nb2: usize,
+        offset: usize,
+    ) -> Tensor<'g> {
+        // SAFETY: as mul_mat; ggml checks the view stays in bounds.
+        self.wrap(unsafe {
+            sys::ggml_view_3d(
+                self.c(),
+                a.raw.as_ptr(),
+                ne[0],
+                ne[1],
+                ne[2],
+                nb1,
+                nb2,
+                offset,
+            )
+        })
+    }
+
+    /// Permutes axes: axis i of `a` becomes axis `axes[i]`.
+    pub fn permute(&self, a: Tensor<'g>, axes: [i32; 4]) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe {
+            sys::ggml_permute(self.c(), a.raw.as_ptr(), axes[0], axes[1], axes[2], axes[3])
+        })
+    }
+
+    /// Fused attention: softmax(q k^T * scale + mask) v with f32 accumulation.
+    ///
+    /// q: head_dim x n_tokens x n_head; k, v: head_dim x n_kv x n_head_kv
+    /// (f16); mask: n_kv x n_tokens (f16). Returns head_dim x n_head x
+    /// n_tokens. Needs equal K and V head counts.
+    pub fn flash_attn(
+        &self,
+        q: Tensor<'g>,
+        k: Tensor<'g>,
+        v: Tensor<'g>,
+        mask: Tensor<'g>,
+        scale: f32,
+    ) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        let t = unsafe {
+            sys::ggml_flash_attn_ext(
+                self.c(),
+                q.raw.as_ptr(),
+                k.raw.as_ptr(),
+                v.raw.as_ptr(),
+                mask.raw.as_ptr(),
+                scale,
+                0.0,
+                0.0,
+            )
+        };
+        // SAFETY: live flash-attention node.
+        unsafe { sys::ggml_prec_set_acc(t, sys::GGML_PREC_F32) };
+        self.wrap(t)
+    }
+}
+
+/// RoPE settings passed to every rope op (see ggml's `ggml_rope_ext`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeParams {
+    /// Training context length (for YaRN scaling).
+    pub n_ctx_orig: i32,
+    /// Base of the rotation frequencies (theta).
+    pub freq_base: f32,
+    /// Position scale (1.0 = none).
+    pub freq_scale: f32,
+    /// YaRN extrapolation mix (0.0 = off).
+    pub ext_factor: f32,
+    /// Attention magnitude factor.
+    pub attn_factor: f32,
+    /// YaRN low correction dim.
+    pub beta_fast: f32,
+    /// YaRN high correction dim.
+    pub beta_slow: f32,
+}
+
+/// Places a graph's intermediate tensors in one reusable backend buffer.
+pub struct GraphAllocator(NonNull<sys::ggml_gallocr>);
+
+impl GraphAllocator {
+    /// An allocator using the backend's default buffer type.
+    pub fn new(backend: &Backend) -> Result<Self, GgmlError> {
+        // SAFETY: static buffer type.
+        let p = unsafe { sys::ggml_gallocr_new(backend.buffer_type().0.as_ptr()) };
+        NonNull::new(p).map(Self).ok_or_else(|| GgmlError::Alloc {
+            what: "graph allocator".into(),
+            bytes: 0,
+            buffer_type: backend.buffer_type().name(),
+        })
+    }
+
+    /// Allocates `graph` (growing the buffer when this graph needs more).
+    pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<(), GgmlError> {
+        // SAFETY: live allocator and graph.
+        if unsafe { sys::ggml_gallocr_alloc_graph(self.0.as_ptr(), graph.gf.as_ptr()) } {
+            Ok(())
+        } else {
+            Err(GgmlError::GraphAlloc {
+                nodes: graph.n_nodes(),
+            })
+        }
+    }
+
+    /// Bytes held by the compute buffer.
+    pub fn size_bytes(&self) -> usize {
+        // SAFETY: live allocator, buffer 0 always exists.
+        unsafe { sys::ggml_gallocr_get_buffer_size(self.0.as_ptr(), 0) }
+    }
+}
+
+impl Drop for GraphAllocator {
+    fn drop(&mut self) {
+        // SAFETY: owned, freed once.
+        unsafe { sys::ggml_gallocr_free(self.0.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_graph_runs_on_cpu() {
+        let backend = Backend::cpu(2).unwrap();
+        let mut scratch = GraphScratch::new(16);
+        let mut alloc = GraphAllocator::new(&backend).unwrap();
+        let g = Graph::new(&mut scratch);
+        let a = g.input(GgmlType::F32, &[4], "a");
+        let b = g.scale(a, 2.0);
+        g.output(b);
+        alloc.allocate(&g).unwrap();
+        a.write_f32(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        backend.compute(&g).unwrap();
+        let mut out = Vec::new();
+        b.read_f32(&mut out).unwrap();
+        assert_eq!(out, [2.0, 4.0, 6.0, 8.0]);
+    }
+
+    #[test]
+    fn write_of_wrong_size_is_an_error() {
+        let backend = Backend::cpu(1).unwrap();
+        let mut arena = TensorArena::new(1);
+        let id = arena.add(GgmlType::F32, &[3], "x").unwrap();
+        assert!(matches!(
+            arena.get(id).write_f32(&[1.0]),
+            Err(GgmlError::Unallocated(_))
+        ));
+        arena
+            .allocate(backend.buffer_type(), "test", false)
+            .unwrap();
+        let err = arena.get(id).write_f32(&[1.0]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tensor 'x' holds 12 bytes but 4 bytes were given"
+        );
+    }
+
+    #[test]
+    fn row_size_rejects_ragged_rows() {
+        assert_eq!(GgmlType::Q8_0.row_size(64), Some(68));
+        assert_eq!(GgmlType::Q8_0.row_size(33), None);
+        assert_eq!(GgmlType(999).row_size(32), None);
+    }
+}

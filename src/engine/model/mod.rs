@@ -1,0 +1,324 @@
+//! Model hyper-parameters and the loaded model.
+//!
+//! [`HParams::from_gguf`] reads the `{arch}.*` keys of a GGUF file and checks
+//! them; [`Model::load`] loads the weights and picks the graph builder of the
+//! architecture. An architecture without a builder is an error that lists
+//! the supported ones.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sigma::engine::ffi::gguf::GgufFile;
+//! use sigma::engine::model::{LoadOptions, Model};
+//! let gguf = GgufFile::open("model.gguf".as_ref())?;
+//! let model = Model::load(&gguf, &LoadOptions { n_threads: 2 })?;
+//! println!("{} layers", model.hparams().n_layer);
+//! # Ok::<(), sigma::engine::EngineError>(())
+//! ```
+
+pub mod llama;
+
+use std::path::Path;
+
+use super::error::EngineError;
+use super::ffi::ggml::{Backend, Graph, RopeParams, Tensor};
+use super::ffi::gguf::GgufFile;
+use super::kv_cache::{KvCache, KvLayout};
+use super::weights::Weights;
+
+/// A model family with a graph builder here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// Llama (and SmolLM2, Mistral-style dense models).
+    Llama,
+    /// Qwen2 / Qwen2.5: llama with Q/K/V biases and NeoX RoPE.
+    Qwen2,
+}
+
+impl Architecture {
+    /// Every supported architecture.
+    pub const ALL: [Self; 2] = [Self::Llama, Self::Qwen2];
+
+    /// The `general.architecture` value.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+
+    /// The architecture named `name` in GGUF, if supported.
+    pub fn from_gguf(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.gguf_name() == name)
+    }
+
+    /// ggml's RoPE mode for the architecture, as llama.cpp uses it:
+    /// llama's converter permutes Q/K rows so the normal (adjacent pairs)
+    /// mode applies; Qwen2 keeps HF's layout and rotates halves (NeoX).
+    pub fn rope_mode(self) -> i32 {
+        match self {
+            Self::Llama => 0,
+            Self::Qwen2 => 2,
+        }
+    }
+
+    fn supported_list() -> String {
+        Self::ALL.map(Self::gguf_name).join(", ")
+    }
+}
+
+/// Hyper-parameters of a dense decoder-only transformer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HParams {
+    /// Model family.
+    pub arch: Architecture,
+    /// Vocabulary size (rows of the token embedding).
+    pub n_vocab: usize,
+    /// Context length the model was trained with.
+    pub n_ctx_train: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// FFN inner size.
+    pub n_ff: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key heads.
+    pub n_head_k: usize,
+    /// Value heads (equal to key heads for llama/qwen2; separate for DiffQKV).
+    pub n_head_v: usize,
+    /// Size of one query/key head.
+    pub head_dim_k: usize,
+    /// Size of one value head.
+    pub head_dim_v: usize,
+    /// Rotated dimensions per head.
+    pub n_rot: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// RoPE settings.
+    pub rope: RopeParams,
+}
+
+/// Reads `key` as a positive count.
+fn count(gguf: &GgufFile, key: &str, default: Option<usize>) -> Result<usize, EngineError> {
+    let v: Option<u64> = gguf.get(key)?;
+    let v = match (v, default) {
+        (Some(v), _) => usize::try_from(v).unwrap_or(0),
+        (None, Some(d)) => d,
+        (None, None) => gguf.require::<u64>(key).map(|_| 0)?,
+    };
+    if v == 0 {
+        return Err(EngineError::HyperParameter {
+            path: gguf.path().to_path_buf(),
+            key: key.to_owned(),
+            problem: "must be greater than 0".into(),
+        });
+    }
+    Ok(v)
+}
+
+impl HParams {
+    /// Reads and checks the hyper-parameters of `gguf`.
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, EngineError> {
+        let path = gguf.path();
+        let arch_name: String = gguf.require("general.architecture")?;
+        let arch = Architecture::from_gguf(&arch_name).ok_or_else(|| {
+            EngineError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                arch: arch_name.clone(),
+                supported: Architecture::supported_list(),
+            }
+        })?;
+        let a = arch_name.as_str();
+        let n_embd = count(gguf, &format!("{a}.embedding_length"), None)?;
+        let n_head = count(gguf, &format!("{a}.attention.head_count"), None)?;
+        let n_head_kv = count(gguf, &format!("{a}.attention.head_count_kv"), Some(n_head))?;
+        let head_dim_k = count(
+            gguf,
+            &format!("{a}.attention.key_length"),
+            Some(n_embd / n_head.max(1)),
+        )?;
+        let head_dim_v = count(
+            gguf,
+            &format!("{a}.attention.value_length"),
+            Some(head_dim_k),
+        )?;
+        let n_rot = count(gguf, &format!("{a}.rope.dimension_count"), Some(head_dim_k))?;
+        let n_ctx_train = count(gguf, &format!("{a}.context_length"), None)?;
+        let bad = |key: String, problem: String| EngineError::HyperParameter {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        };
+        if n_head % n_head_kv != 0 {
+            return Err(bad(
+                format!("{a}.attention.head_count_kv"),
+                format!("({n_head_kv}) must divide the query head count {n_head}"),
+            ));
+        }
+        if n_rot != head_dim_k || head_dim_k != head_dim_v {
+            return Err(bad(
+                format!("{a}.rope.dimension_count"),
+                format!(
+                    "({n_rot}) must equal the key ({head_dim_k}) and value ({head_dim_v}) head sizes for {a}"
+                ),
+            ));
+        }
+        let scaling: Option<String> = gguf.get(&format!("{a}.rope.scaling.type"))?;
+        let freq_scale = match scaling.as_deref() {
+            None | Some("none") => 1.0,
+            Some("linear") => {
+                let factor: f32 = gguf
+                    .get(&format!("{a}.rope.scaling.factor"))?
+                    .unwrap_or(1.0);
+                if factor > 0.0 { 1.0 / factor } else { 1.0 }
+            }
+            Some(other) => {
+                return Err(bad(
+                    format!("{a}.rope.scaling.type"),
+                    format!("is '{other}'; supported: none, linear"),
+                ));
+            }
+        };
+        let rms_eps: f32 = gguf.require(&format!("{a}.attention.layer_norm_rms_epsilon"))?;
+        let freq_base: f32 = gguf
+            .get(&format!("{a}.rope.freq_base"))?
+            .unwrap_or(10_000.0);
+        let n_vocab = gguf
+            .tensors()
+            .iter()
+            .find(|t| t.name == "token_embd.weight")
+            .and_then(|t| t.shape.get(1).copied())
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| EngineError::MissingTensor {
+                path: path.to_path_buf(),
+                tensor: "token_embd.weight".into(),
+                arch: arch_name.clone(),
+            })?;
+        Ok(Self {
+            arch,
+            n_vocab,
+            n_ctx_train,
+            n_embd,
+            n_layer: count(gguf, &format!("{a}.block_count"), None)?,
+            n_ff: count(gguf, &format!("{a}.feed_forward_length"), None)?,
+            n_head,
+            n_head_k: n_head_kv,
+            n_head_v: n_head_kv,
+            head_dim_k,
+            head_dim_v,
+            n_rot,
+            rms_eps,
+            rope: RopeParams {
+                n_ctx_orig: i32::try_from(n_ctx_train).unwrap_or(i32::MAX),
+                freq_base,
+                freq_scale,
+                ext_factor: 0.0,
+                attn_factor: 1.0,
+                beta_fast: 32.0,
+                beta_slow: 1.0,
+            },
+        })
+    }
+
+    /// The KV cache layout of every layer (f16 K and V, each with its own
+    /// head count and size).
+    pub fn kv_layouts(&self) -> Vec<(KvLayout, KvLayout)> {
+        let k = KvLayout::f16(self.n_head_k, self.head_dim_k);
+        let v = KvLayout::f16(self.n_head_v, self.head_dim_v);
+        vec![(k, v); self.n_layer]
+    }
+}
+
+/// Options for [`Model::load`].
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// CPU threads for graph computation.
+    pub n_threads: usize,
+}
+
+/// The per-call inputs of a forward pass, already placed in the graph.
+pub struct ForwardInputs<'g> {
+    /// Token ids, i32 `[n_tokens]`.
+    pub tokens: Tensor<'g>,
+    /// Positions, i32 `[n_tokens]`.
+    pub positions: Tensor<'g>,
+    /// KV cache rows to write, i64 `[n_tokens]`.
+    pub kv_rows: Tensor<'g>,
+    /// Causal mask, f16 `[n_kv, n_tokens]`: 0 where a token may attend, -inf elsewhere.
+    pub mask: Tensor<'g>,
+    /// Cache positions visible to attention.
+    pub n_kv: usize,
+}
+
+/// The graph builder of each architecture.
+enum Blocks {
+    Llama(llama::LlamaWeights),
+}
+
+/// A loaded model: backend, weights, hyper-parameters and graph builder.
+pub struct Model {
+    backend: Backend,
+    weights: Weights,
+    hparams: HParams,
+    blocks: Blocks,
+}
+
+impl Model {
+    /// Loads the model in `gguf` onto the CPU backend.
+    pub fn load(gguf: &GgufFile, opts: &LoadOptions) -> Result<Self, EngineError> {
+        let hparams = HParams::from_gguf(gguf)?;
+        let backend = Backend::cpu(opts.n_threads)?;
+        let weights = Weights::load(gguf, &backend, &llama::is_matmul_weight)?;
+        let blocks = match hparams.arch {
+            Architecture::Llama | Architecture::Qwen2 => {
+                Blocks::Llama(llama::LlamaWeights::bind(&weights, &hparams)?)
+            }
+        };
+        Ok(Self {
+            backend,
+            weights,
+            hparams,
+            blocks,
+        })
+    }
+
+    /// The hyper-parameters.
+    pub fn hparams(&self) -> &HParams {
+        &self.hparams
+    }
+
+    /// The backend the model runs on.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The loaded weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        self.weights.path()
+    }
+
+    /// Upper bound of graph nodes for one forward pass.
+    pub fn max_graph_nodes(&self) -> usize {
+        64 + 40 * self.hparams.n_layer
+    }
+
+    /// Adds one forward pass to `g`: writes K/V of the new tokens into `kv`
+    /// and returns the logits of the last token, f32 `[n_vocab]`.
+    pub fn forward<'g>(
+        &'g self,
+        g: &Graph<'g>,
+        kv: &'g KvCache,
+        inp: &ForwardInputs<'g>,
+    ) -> Tensor<'g> {
+        match &self.blocks {
+            Blocks::Llama(w) => llama::forward(g, &self.weights, w, &self.hparams, kv, inp),
+        }
+    }
+}

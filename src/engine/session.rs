@@ -1,0 +1,237 @@
+//! A generation session: a model, its KV cache and the reusable compute
+//! memory for one sequence.
+//!
+//! [`Session::eval`] appends tokens (a prompt: prefill, in batches of
+//! [`Session::N_BATCH`]; or one sampled token: decode) and returns the logits
+//! of the last one. Graph metadata and the compute buffer are allocated once
+//! and reused; only the last position's logits are copied back to the host.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use sigma::engine::ffi::gguf::GgufFile;
+//! use sigma::engine::model::{LoadOptions, Model};
+//! use sigma::engine::session::Session;
+//! let gguf = GgufFile::open("model.gguf".as_ref())?;
+//! let model = Model::load(&gguf, &LoadOptions { n_threads: 2 })?;
+//! let mut s = Session::new(&model, 2048)?;
+//! let logits = s.eval(&[1, 2, 3])?;
+//! let next = sigma::engine::sampling::argmax(logits);
+//! s.eval(&[next])?;
+//! # Ok::<(), sigma::engine::EngineError>(())
+//! ```
+
+use super::error::EngineError;
+use super::ffi::ggml::{GgmlType, Graph, GraphAllocator, GraphScratch};
+use super::kv_cache::KvCache;
+use super::model::{ForwardInputs, Model};
+use super::sampling::Sampler;
+
+/// KV positions visible to attention are rounded up to this (as llama.cpp
+/// does) so that consecutive decode graphs keep one shape.
+const KV_PAD: usize = 256;
+
+/// One sequence being evaluated by a model.
+pub struct Session<'m> {
+    model: &'m Model,
+    kv: KvCache,
+    alloc: GraphAllocator,
+    scratch: GraphScratch,
+    /// Logits of the last evaluated position, `n_vocab` values.
+    logits: Vec<f32>,
+    /// Host staging for the causal mask (f32, then f16).
+    mask: Vec<f32>,
+    mask_f16: Vec<u16>,
+}
+
+impl<'m> Session<'m> {
+    /// Tokens evaluated per graph during prefill.
+    pub const N_BATCH: usize = 512;
+
+    /// A session with a context of `n_ctx` positions (at least 1).
+    pub fn new(model: &'m Model, n_ctx: usize) -> Result<Self, EngineError> {
+        let n_ctx = n_ctx.max(1);
+        let kv = KvCache::new(model.backend(), &model.hparams().kv_layouts(), n_ctx)?;
+        Ok(Self {
+            model,
+            kv,
+            alloc: GraphAllocator::new(model.backend())?,
+            scratch: GraphScratch::new(model.max_graph_nodes()),
+            logits: Vec::new(),
+            mask: Vec::new(),
+            mask_f16: Vec::new(),
+        })
+    }
+
+    /// Context size in positions.
+    pub fn n_ctx(&self) -> usize {
+        self.kv.n_ctx()
+    }
+
+    /// Positions used so far.
+    pub fn n_past(&self) -> usize {
+        self.kv.used()
+    }
+
+    /// Keeps the first `n` positions and forgets the rest, so a shared
+    /// prompt prefix is evaluated once (see [`KvCache::truncate`]).
+    pub fn truncate(&mut self, n: usize) {
+        self.kv.truncate(n);
+    }
+
+    /// The KV cache of the first `n` positions, as bytes to save.
+    pub fn export_prefix(&self, n: usize) -> Result<Vec<u8>, EngineError> {
+        Ok(self.kv.export_prefix(n)?)
+    }
+
+    /// Restores `n` positions saved by [`export_prefix`](Self::export_prefix)
+    /// with the same model and cache types.
+    pub fn import_prefix(&mut self, n: usize, data: &[u8]) -> Result<(), EngineError> {
+        self.logits.clear();
+        Ok(self.kv.import_prefix(n, data)?)
+    }
+
+    /// Forgets the sequence (the cache is reused, see [`KvCache::reset`]).
+    pub fn reset(&mut self) {
+        self.kv.reset();
+        self.logits.clear();
+    }
+
+    /// Bytes held by the KV cache and the compute buffer.
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        (self.kv.size_bytes(), self.alloc.size_bytes())
+    }
+
+    /// Appends `tokens` to the sequence and returns the logits (`n_vocab`
+    /// values) predicting the token after the last one.
+    pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::EmptyInput);
+        }
+        let n_vocab = self.model.hparams().n_vocab;
+        if let Some(&token) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(EngineError::TokenOutOfRange { token, n_vocab });
+        }
+        if self.kv.used() + tokens.len() > self.kv.n_ctx() {
+            return Err(EngineError::ContextFull {
+                needed: tokens.len(),
+                used: self.kv.used(),
+                n_ctx: self.kv.n_ctx(),
+            });
+        }
+        for batch in tokens.chunks(Self::N_BATCH) {
+            self.eval_batch(batch)?;
+        }
+        Ok(&self.logits)
+    }
+
+    /// Logits of the last evaluated position (empty before the first eval).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// Evaluates `prompt`, then samples up to `max_new` tokens, calling
+    /// `on_token` with each (return `false` to stop). Stops before emitting a
+    /// token for which `is_end` holds. `max_new == 0` only evaluates the
+    /// prompt (its logits stay in [`Session::logits`]).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        sampler: &mut Sampler,
+        max_new: usize,
+        is_end: &dyn Fn(u32) -> bool,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Generation, EngineError> {
+        let mut out = Generation {
+            tokens: Vec::new(),
+            stop: StopReason::MaxTokens,
+        };
+        for &t in prompt {
+            sampler.accept(t);
+        }
+        let mut logits = self.eval(prompt)?;
+        while out.tokens.len() < max_new {
+            let t = sampler.sample(logits);
+            if is_end(t) {
+                out.stop = StopReason::EndOfText;
+                break;
+            }
+            sampler.accept(t);
+            out.tokens.push(t);
+            if !on_token(t) {
+                out.stop = StopReason::Stopped;
+                break;
+            }
+            if out.tokens.len() == max_new {
+                break;
+            }
+            if self.n_past() == self.n_ctx() {
+                out.stop = StopReason::ContextFull;
+                break;
+            }
+            logits = self.eval(&[t])?;
+        }
+        Ok(out)
+    }
+
+    /// Builds, allocates and runs the graph for one batch.
+    fn eval_batch(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+        let n = tokens.len();
+        let p0 = self.kv.used();
+        let n_kv = (p0 + n).next_multiple_of(KV_PAD).min(self.kv.n_ctx());
+
+        // causal mask: token i (position p0 + i) sees cache rows 0..=p0 + i
+        self.mask.clear();
+        self.mask.resize(n_kv * n, f32::NEG_INFINITY);
+        for (i, row) in self.mask.chunks_mut(n_kv).enumerate() {
+            row[..=p0 + i].fill(0.0);
+        }
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let pos: Vec<i32> = (p0..p0 + n).map(|p| p as i32).collect();
+        let rows: Vec<i64> = (p0..p0 + n).map(|p| p as i64).collect();
+
+        let n_i = n as i64;
+        let g = Graph::new(&mut self.scratch);
+        let inp = ForwardInputs {
+            tokens: g.input(GgmlType::I32, &[n_i], "inp_tokens"),
+            positions: g.input(GgmlType::I32, &[n_i], "inp_pos"),
+            kv_rows: g.input(GgmlType::I64, &[n_i], "inp_kv_rows"),
+            mask: g.input(GgmlType::F16, &[n_kv as i64, n_i], "inp_kq_mask"),
+            n_kv,
+        };
+        let logits = self.model.forward(&g, &self.kv, &inp);
+        g.output(logits);
+        self.alloc.allocate(&g)?;
+        inp.tokens.write_i32(&ids)?;
+        inp.positions.write_i32(&pos)?;
+        inp.kv_rows.write_i64(&rows)?;
+        inp.mask.write_f32_as_f16(&self.mask, &mut self.mask_f16)?;
+        self.model.backend().compute(&g)?;
+        logits.read_f32(&mut self.logits)?;
+        drop(g);
+        self.kv.advance(n);
+        Ok(())
+    }
+}
+
+/// Why [`Session::generate`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-text token.
+    EndOfText,
+    /// `max_new` tokens were produced.
+    MaxTokens,
+    /// The callback asked to stop.
+    Stopped,
+    /// The context window is full.
+    ContextFull,
+}
+
+/// The result of [`Session::generate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    /// Generated tokens (without the end-of-text token).
+    pub tokens: Vec<u32>,
+    /// Why generation stopped.
+    pub stop: StopReason,
+}

@@ -1,0 +1,576 @@
+//! The model's tokenizer, built from the vocabulary stored in its GGUF file.
+//!
+//! Only byte-level BPE vocabularies (`tokenizer.ggml.model = "gpt2"`) are
+//! supported; that covers the Qwen, SmolLM and Llama 3 families. The pieces
+//! mirror llama.cpp so that token ids match it exactly:
+//!
+//! - pre-tokenizer: the split regexes llama.cpp picks for
+//!   `tokenizer.ggml.pre` (copied from its `llama-vocab.cpp`), applied in
+//!   order, then the byte-to-unicode mapping of GPT-2;
+//! - model: BPE over `tokenizer.ggml.tokens` / `tokenizer.ggml.merges`;
+//! - special tokens: every control and user-defined token is matched
+//!   verbatim in the input (llama.cpp's `parse_special = true`), so
+//!   `<|im_start|>` in a rendered chat prompt is one token;
+//! - end of generation: the EOS/EOT ids plus the tokens llama.cpp treats as
+//!   end-of-generation by their text (`<|im_end|>`, `<|endoftext|>`, ...).
+//!
+//! Decoding while streaming goes through [`TokenStream`], which holds back
+//! incomplete UTF-8 until the token completing it arrives.
+
+use std::collections::{BTreeSet, HashMap};
+
+use tokenizers::models::bpe::{BPE, Vocab};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+use crate::engine::ffi::gguf::{GgufError, GgufFile};
+
+/// `tokenizer.ggml.token_type` value of a control token.
+const TOKEN_TYPE_CONTROL: i32 = 3;
+/// `tokenizer.ggml.token_type` value of a user-defined token.
+const TOKEN_TYPE_USER_DEFINED: i32 = 4;
+
+/// Token texts that end generation, as llama.cpp lists them
+/// (`llama-vocab.cpp`, `special_eog_ids`).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
+
+/// A special token llama.cpp reads from a key or, failing that, finds by
+/// its text (in this order of preference).
+struct SpecialRole {
+    /// The GGUF key holding its id.
+    key: &'static str,
+    /// Texts that identify it when the key is absent.
+    texts: &'static [&'static str],
+}
+
+/// End of turn.
+const EOT: SpecialRole = SpecialRole {
+    key: "tokenizer.ggml.eot_token_id",
+    texts: &[
+        "<|eot_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<EOT>",
+        "_<EOT>",
+        "[EOT]",
+        "<｜end▁of▁sentence｜>",
+        "<end_of_utterance>",
+    ],
+};
+/// End of message (tool call pending).
+const EOM: SpecialRole = SpecialRole {
+    key: "tokenizer.ggml.eom_token_id",
+    texts: &["<|eom_id|>"],
+};
+/// Fill-in-the-middle padding; ends generation.
+const FIM_PAD: SpecialRole = SpecialRole {
+    key: "tokenizer.ggml.fim_pad_token_id",
+    texts: &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>"],
+};
+/// Fill-in-the-middle repository name; ends generation.
+const FIM_REP: SpecialRole = SpecialRole {
+    key: "tokenizer.ggml.fim_rep_token_id",
+    texts: &[
+        "<|fim_repo|>",
+        "<|repo_name|>",
+        "<fim-repo>",
+        "<REPO>",
+        "<reponame>",
+    ],
+};
+/// Fill-in-the-middle file separator; ends generation.
+const FIM_SEP: SpecialRole = SpecialRole {
+    key: "tokenizer.ggml.fim_sep_token_id",
+    texts: &["<|file_sep|>"],
+};
+/// Fill-in-the-middle markers that do not end generation but are still
+/// matched as special tokens (llama.cpp marks them control).
+const FIM_MARKERS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<PRE>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<SUF>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<MID>",
+];
+
+/// The split regexes of llama.cpp's Llama 3 pre-tokenizer.
+const LLAMA3: &[&str] = &[
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+];
+/// The split regex of GPT-2.
+const GPT2_RE: &str =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
+/// GPT-2's pre-tokenizer.
+const GPT2: &[&str] = &[GPT2_RE];
+/// StarCoder's pre-tokenizer (SmolLM uses it): digits one by one, then GPT-2.
+const STARCODER: &[&str] = &["\\p{N}", GPT2_RE];
+/// Qwen 2's pre-tokenizer: Llama 3's with single digits.
+const QWEN2: &[&str] = &[
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+];
+
+/// A family of `tokenizer.ggml.pre` names sharing one pre-tokenizer.
+struct PreType {
+    /// The names llama.cpp maps to this family.
+    names: &'static [&'static str],
+    /// Split regexes, applied in order.
+    regexes: &'static [&'static str],
+    /// Whether a word found whole in the vocabulary skips the merges.
+    ignore_merges: bool,
+}
+
+/// The pre-tokenizers we reproduce, keyed by their `tokenizer.ggml.pre` names.
+const PRE_TYPES: &[PreType] = &[
+    PreType {
+        names: &["llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral"],
+        regexes: LLAMA3,
+        ignore_merges: true,
+    },
+    PreType {
+        names: &["dbrx", "smaug-bpe", "chatglm-bpe"],
+        regexes: LLAMA3,
+        ignore_merges: false,
+    },
+    PreType {
+        names: &[
+            "gpt-2", "phi-2", "mpt", "olmo", "jais", "exaone4", "jina-es", "jina-de",
+        ],
+        regexes: GPT2,
+        ignore_merges: false,
+    },
+    PreType {
+        names: &[
+            "starcoder",
+            "refact",
+            "command-r",
+            "smollm",
+            "codeshell",
+            "exaone",
+            "minerva-7b",
+        ],
+        regexes: STARCODER,
+        ignore_merges: false,
+    },
+    PreType {
+        names: &["qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"],
+        regexes: QWEN2,
+        ignore_merges: false,
+    },
+];
+
+/// Why a tokenizer could not be built or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// A GGUF key is missing or has the wrong type.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// The vocabulary is not byte-level BPE.
+    #[error(
+        "tokenizer model '{0}' is not supported; only 'gpt2' (byte-level BPE) vocabularies are"
+    )]
+    UnsupportedModel(String),
+    /// The pre-tokenizer name is not one we reproduce.
+    #[error("unknown pre-tokenizer '{pre}' (tokenizer.ggml.pre); known: {known}")]
+    UnknownPre {
+        /// The name in the file.
+        pre: String,
+        /// The names we support, comma separated.
+        known: String,
+    },
+    /// A merge rule is not two space-separated tokens.
+    #[error("bad BPE merge rule {0:?} (expected two tokens separated by one space)")]
+    BadMerge(String),
+    /// The vocabulary and `token_type` array differ in length.
+    #[error("tokenizer.ggml.token_type has {types} entries but the vocabulary has {tokens} tokens")]
+    TypeCount {
+        /// Entries in token_type.
+        types: usize,
+        /// Tokens in the vocabulary.
+        tokens: usize,
+    },
+    /// A special token id lies outside the vocabulary.
+    #[error("special token id {id} ({key}) is outside the vocabulary of {size} tokens")]
+    BadSpecialId {
+        /// The GGUF key naming it.
+        key: &'static str,
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        size: usize,
+    },
+    /// The `tokenizers` crate failed.
+    #[error("tokenizer: {0}")]
+    Backend(String),
+}
+
+/// Wraps an error of the `tokenizers` crate.
+fn backend(e: impl std::fmt::Display) -> TokenizerError {
+    TokenizerError::Backend(e.to_string())
+}
+
+/// A byte-level BPE tokenizer matching llama.cpp's for the same GGUF file.
+pub struct Tokenizer {
+    /// The Hugging Face tokenizer doing the work.
+    inner: tokenizers::Tokenizer,
+    /// Beginning-of-sequence token.
+    bos: Option<u32>,
+    /// End-of-sequence token.
+    eos: Option<u32>,
+    /// End-of-turn token.
+    eot: Option<u32>,
+    /// Every token that ends generation.
+    eog: BTreeSet<u32>,
+    /// Whether the model wants BOS prepended.
+    add_bos: bool,
+    /// Whether the model wants EOS appended.
+    add_eos: bool,
+    /// Vocabulary size.
+    n_vocab: usize,
+    /// Control and user-defined tokens (matched whole, never split).
+    special: BTreeSet<u32>,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("n_vocab", &self.n_vocab)
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("eot", &self.eot)
+            .field("add_bos", &self.add_bos)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads an optional special-token id, checking it against the vocabulary.
+fn special_id(
+    gguf: &GgufFile,
+    key: &'static str,
+    size: usize,
+) -> Result<Option<u32>, TokenizerError> {
+    match gguf.get::<u32>(key)? {
+        Some(id) if id as usize >= size => Err(TokenizerError::BadSpecialId { key, id, size }),
+        other => Ok(other),
+    }
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer described by `gguf`'s `tokenizer.ggml.*` keys.
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, TokenizerError> {
+        let model: String = gguf.require("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(TokenizerError::UnsupportedModel(model));
+        }
+        let pre_name: String = gguf.require("tokenizer.ggml.pre")?;
+        let pre = PRE_TYPES
+            .iter()
+            .find(|p| p.names.contains(&pre_name.as_str()))
+            .ok_or_else(|| TokenizerError::UnknownPre {
+                known: PRE_TYPES
+                    .iter()
+                    .flat_map(|p| p.names.iter().copied())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pre: pre_name.clone(),
+            })?;
+        let tokens: Vec<String> = gguf.require("tokenizer.ggml.tokens")?;
+        let merges: Vec<String> = gguf.require("tokenizer.ggml.merges")?;
+        let types: Vec<i32> = gguf
+            .get("tokenizer.ggml.token_type")?
+            .unwrap_or_else(|| vec![1; tokens.len()]);
+        if types.len() != tokens.len() {
+            return Err(TokenizerError::TypeCount {
+                types: types.len(),
+                tokens: tokens.len(),
+            });
+        }
+
+        let merges = merges
+            .into_iter()
+            .map(|m| match m.split_once(' ') {
+                Some((a, b)) if !a.is_empty() && !b.is_empty() => {
+                    Ok((a.to_string(), b.to_string()))
+                }
+                _ => Err(TokenizerError::BadMerge(m)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Where a text appears twice, the first id wins, as in llama.cpp.
+        let mut vocab = Vocab::default();
+        for (id, text) in tokens.iter().enumerate() {
+            vocab.entry(text.clone()).or_insert(id as u32);
+        }
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .ignore_merges(pre.ignore_merges)
+            .build()
+            .map_err(backend)?;
+
+        let mut splits: Vec<PreTokenizerWrapper> = pre
+            .regexes
+            .iter()
+            .map(|re| {
+                Split::new(
+                    SplitPattern::Regex((*re).to_string()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map(PreTokenizerWrapper::from)
+                .map_err(backend)
+            })
+            .collect::<Result<_, _>>()?;
+        splits.push(ByteLevel::new(false, false, false).into());
+
+        let size = tokens.len();
+        let ids: HashMap<&str, u32> = tokens
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(id, t)| (t.as_str(), id as u32))
+            .collect();
+        let find = |role: &SpecialRole| -> Result<Option<u32>, TokenizerError> {
+            Ok(special_id(gguf, role.key, size)?
+                .or_else(|| role.texts.iter().find_map(|t| ids.get(t).copied())))
+        };
+        let bos = special_id(gguf, "tokenizer.ggml.bos_token_id", size)?;
+        let eos = special_id(gguf, "tokenizer.ggml.eos_token_id", size)?;
+        let eot = find(&EOT)?;
+        let eog: BTreeSet<u32> = EOG_TEXTS
+            .iter()
+            .filter_map(|t| ids.get(t).copied())
+            .chain(eos)
+            .chain(eot)
+            .chain(find(&EOM)?)
+            .chain(find(&FIM_PAD)?)
+            .chain(find(&FIM_REP)?)
+            .chain(find(&FIM_SEP)?)
+            .collect();
+
+        // Control and user-defined tokens are matched verbatim in the input,
+        // and so are the tokens llama.cpp promotes to control by their text.
+        let mut special: BTreeSet<u32> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| matches!(**t, TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED))
+            .map(|(id, _)| id as u32)
+            .collect();
+        special.extend(eog.iter().copied());
+        special.extend(FIM_MARKERS.iter().filter_map(|t| ids.get(t).copied()));
+        let specials: Vec<AddedToken> = special
+            .iter()
+            .map(|&id| AddedToken::from(tokens[id as usize].clone(), true).normalized(false))
+            .collect();
+
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(Sequence::new(splits)));
+        inner.with_decoder(Some(ByteLevel::default()));
+        inner.add_special_tokens(&specials);
+        Ok(Self {
+            inner,
+            bos,
+            eos,
+            eot,
+            eog,
+            add_bos: gguf.get("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
+            add_eos: gguf.get("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+            n_vocab: size,
+            special,
+        })
+    }
+
+    /// Tokenizes `text`, matching special tokens written in it.
+    ///
+    /// With `add_special`, BOS is prepended and EOS appended where the model
+    /// asks for them (`tokenizer.ggml.add_bos_token` / `add_eos_token`), as
+    /// llama.cpp's `llama_tokenize(add_special = true)` does.
+    pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self.inner.encode_fast(text, false).map_err(backend)?;
+        let bos = self.bos.filter(|_| add_special && self.add_bos);
+        let eos = self.eos.filter(|_| add_special && self.add_eos);
+        Ok(bos
+            .into_iter()
+            .chain(encoding.get_ids().iter().copied())
+            .chain(eos)
+            .collect())
+    }
+
+    /// Decodes `ids` to text, special tokens included; invalid UTF-8 becomes
+    /// U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        self.inner.decode(ids, false).map_err(backend)
+    }
+
+    /// A decoder for a stream of generated tokens.
+    ///
+    /// With `skip_special`, control tokens (`<|im_end|>`, ...) produce no text.
+    pub fn stream(&self, skip_special: bool) -> TokenStream<'_> {
+        TokenStream {
+            inner: self.inner.decode_stream(skip_special),
+        }
+    }
+
+    /// The beginning-of-sequence token, if the model has one.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// The end-of-sequence token, if the model has one.
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// The end-of-turn token (`<|im_end|>` for ChatML models), if any.
+    pub fn eot(&self) -> Option<u32> {
+        self.eot
+    }
+
+    /// Whether `id` ends generation (EOS, EOT and their kin).
+    pub fn is_end(&self, id: u32) -> bool {
+        self.eog.contains(&id)
+    }
+
+    /// Whether the model asks for BOS at the start of a prompt.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// Number of tokens in the vocabulary.
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// Whether `id` is a control or user-defined token (`<|im_end|>`).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.special.contains(&id)
+    }
+
+    /// The raw bytes token `id` stands for: a special token's text, else its
+    /// vocabulary text mapped back through the byte-level BPE alphabet
+    /// (GPT-2's `bytes_to_unicode`), so partial UTF-8 stays exact. Used by
+    /// constrained decoding, which works on bytes.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let text = self.inner.id_to_token(id)?;
+        if self.is_special(id) {
+            return Some(text.into_bytes());
+        }
+        text.chars().map(byte_of_char).collect()
+    }
+
+    /// The vocabulary text of `id` (byte-level encoded), if it exists.
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+}
+
+/// The byte a character of the byte-level BPE alphabet stands for: printable
+/// Latin-1 maps to itself, the other 68 bytes were shifted to U+0100.. in
+/// order.
+fn byte_of_char(c: char) -> Option<u8> {
+    let printable = |b: u32| {
+        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
+    };
+    let cp = c as u32;
+    if printable(cp) {
+        return u8::try_from(cp).ok();
+    }
+    let shifted = cp.checked_sub(0x100)?;
+    (0u32..=0xff)
+        .filter(|&b| !printable(b))
+        .nth(shifted as usize)
+        .and_then(|b| u8::try_from(b).ok())
+}
+
+/// Turns generated token ids into text as they arrive.
+///
+/// A token may end in the middle of a multi-byte character (emoji, CJK);
+/// its bytes are held back until the rest arrives, so every piece returned
+/// is valid UTF-8.
+pub struct TokenStream<'a> {
+    /// The `tokenizers` streaming decoder doing the buffering.
+    inner: tokenizers::tokenizer::DecodeStream<
+        'a,
+        tokenizers::models::ModelWrapper,
+        tokenizers::normalizers::NormalizerWrapper,
+        tokenizers::pre_tokenizers::PreTokenizerWrapper,
+        tokenizers::processors::PostProcessorWrapper,
+        tokenizers::decoders::DecoderWrapper,
+    >,
+}
+
+impl TokenStream<'_> {
+    /// Feeds one token; returns the text it completes, if any.
+    pub fn push(&mut self, id: u32) -> Result<Option<String>, TokenizerError> {
+        self.inner.step(id).map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pre_type_regex_compiles() {
+        for pre in PRE_TYPES {
+            for re in pre.regexes {
+                Split::new(
+                    SplitPattern::Regex((*re).to_string()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .unwrap_or_else(|e| panic!("regex for {:?}: {e}", pre.names));
+            }
+        }
+    }
+
+    #[test]
+    fn byte_level_alphabet_round_trips() {
+        assert_eq!(byte_of_char('A'), Some(b'A'));
+        assert_eq!(byte_of_char('\u{120}'), Some(b' ')); // 'Ġ'
+        assert_eq!(byte_of_char('\u{10a}'), Some(b'\n')); // 'Ċ'
+        assert_eq!(byte_of_char('\u{100}'), Some(0));
+        assert_eq!(byte_of_char('\u{1000}'), None);
+    }
+
+    #[test]
+    fn pre_type_names_are_unique() {
+        let mut seen = BTreeSet::new();
+        for name in PRE_TYPES.iter().flat_map(|p| p.names) {
+            assert!(seen.insert(name), "'{name}' listed twice");
+        }
+    }
+}
