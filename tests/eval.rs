@@ -364,6 +364,7 @@ fn json_report_has_the_documented_shape() {
         "by_platform",
         "cases",
         "errors",
+        "lookup",
     ] {
         assert!(json.get(key).is_some(), "missing {key}");
     }
@@ -376,6 +377,8 @@ fn json_report_has_the_documented_shape() {
         "n",
         "latency_mean_ms",
         "latency_median_ms",
+        "first_token_median_ms",
+        "prompt_tokens_median",
     ] {
         assert!(json["overall"].get(key).is_some(), "overall.{key}");
     }
@@ -396,6 +399,7 @@ fn json_report_has_the_documented_shape() {
         "accurate",
         "violation",
         "latency_ms",
+        "timings",
         "answer",
     ] {
         assert!(case.get(key).is_some(), "cases[0].{key}");

@@ -19,7 +19,11 @@ use crate::engine::session::Session;
 
 /// Arguments of `sigma bench`.
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another benchmark than whole-model prefill/decode.
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
     /// The model: a name from `sigma model list` (pulled on first use) or a
     /// GGUF file; the default model when absent.
     #[arg(long, value_name = "NAME|PATH")]
@@ -42,6 +46,29 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Decode with the cache already holding N positions of synthetic
+    /// values (needs --synthetic-kv): long-context decode without the
+    /// prefill. Prefill is then not measured.
+    #[arg(long, value_name = "N", requires = "synthetic_kv")]
+    pub context: Option<usize>,
+    /// Fill the cache synthetically up to --context.
+    #[arg(long, requires = "context")]
+    pub synthetic_kv: bool,
+    /// KV cache and attention options.
+    #[command(flatten)]
+    pub session: super::session_args::SessionArgs,
+}
+
+/// The other benchmarks.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchWhat {
+    /// The paper's attention-layer experiment: one decode step of a
+    /// Sigma-1.5B-shaped layer against its GQA twin, with and without
+    /// selective V, at growing cached prefixes.
+    Diffqkv(super::bench_diffqkv::DiffqkvArgs),
+    /// Output quality of selective V and of compressed K or V caches
+    /// against full attention on an f16 cache, on real node output.
+    Quality(super::bench_quality::QualityArgs),
 }
 
 /// Seconds spent in prefill and in decode by one run.
@@ -78,11 +105,22 @@ fn synthetic_tokens(n: usize, n_vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-/// One timed run of our engine.
-fn run_ours(session: &mut Session<'_>, prompt: &[u32], n_gen: usize) -> anyhow::Result<RunTime> {
+/// One timed run of our engine; with `synthetic` positions the prompt is
+/// replaced by a synthetic cache of that length.
+fn run_ours(
+    session: &mut Session<'_>,
+    prompt: &[u32],
+    n_gen: usize,
+    synthetic: Option<usize>,
+) -> anyhow::Result<RunTime> {
     session.reset();
     let t0 = Instant::now();
-    session.eval(prompt)?;
+    match synthetic {
+        Some(n) => session.fill_synthetic(n)?,
+        None => {
+            session.eval(prompt)?;
+        }
+    }
     let t1 = Instant::now();
     for i in 0..n_gen {
         session.eval(&[prompt[i % prompt.len()]])?;
@@ -110,10 +148,19 @@ fn run_peer(ctx: &mut PeerContext<'_>, prompt: &[u32], n_gen: usize) -> anyhow::
 
 /// Runs `sigma bench`; returns the exit code.
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    match &args.what {
+        Some(BenchWhat::Diffqkv(d)) => return super::bench_diffqkv::run(d),
+        Some(BenchWhat::Quality(q)) => return super::bench_quality::run(q),
+        None => {}
+    }
     if args.prompt_tokens == 0 || args.runs == 0 {
         return Err(anyhow!("--prompt-tokens and --runs must be at least 1"));
     }
-    let n_ctx = args.prompt_tokens + args.gen_tokens;
+    anyhow::ensure!(
+        args.context.is_none() || !args.vs_llama_cpp,
+        "--context with --synthetic-kv has no llama.cpp counterpart; drop --vs-llama-cpp"
+    );
+    let n_ctx = args.context.unwrap_or(args.prompt_tokens) + args.gen_tokens;
     let path = crate::engine::registry::Registry::load()?.locate(args.model.as_deref(), true)?;
     let gguf = GgufFile::open(&path)?;
     let t_load = Instant::now();
@@ -124,7 +171,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         },
     )?;
     let load_s = t_load.elapsed().as_secs_f64();
-    let mut session = Session::new(&model, n_ctx)?;
+    let options = args.session.options()?;
+    let mut session = Session::with_options(&model, n_ctx, options)?;
+    let hp = model.hparams();
+    let per_token = |ty: crate::engine::ffi::ggml::GgmlType, heads: usize, dim: usize| {
+        hp.n_layer * heads * ty.row_size(dim as i64).unwrap_or(0)
+    };
+    let k_bytes = per_token(options.cache.k, hp.n_head_k, hp.head_dim_k);
+    let v_bytes = per_token(options.cache.v, hp.n_head_v, hp.head_dim_v);
+    let cache_desc = format!(
+        "KV per token: K {} B ({}) + V {} B ({}), attention {}",
+        k_bytes,
+        options.cache.k.name(),
+        v_bytes,
+        options.cache.v.name(),
+        if options.fused_decode.is_some() {
+            "fused"
+        } else {
+            "flash"
+        }
+    );
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     let (plain, repacked) = model.weights().size_bytes();
     let memory = match model.weights().extra_buffer() {
@@ -137,7 +203,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     };
     let prompt = synthetic_tokens(args.prompt_tokens, model.hparams().n_vocab);
 
-    run_ours(&mut session, &prompt, args.gen_tokens.min(4))?; // warm-up
+    run_ours(&mut session, &prompt, args.gen_tokens.min(4), args.context)?; // warm-up
     let rss = peak_rss_mib();
     let (kv, compute) = session.memory_bytes();
     let memory = format!(
@@ -163,7 +229,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for _ in 0..args.runs {
-        ours.push(run_ours(&mut session, &prompt, args.gen_tokens)?);
+        ours.push(run_ours(
+            &mut session,
+            &prompt,
+            args.gen_tokens,
+            args.context,
+        )?);
         if let Some(c) = peer_ctx.as_mut() {
             theirs.push(run_peer(c, &prompt, args.gen_tokens)?);
         }
@@ -175,6 +246,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         (rate(args.prompt_tokens, pre), rate(args.gen_tokens, dec))
     };
     let (our_pp, our_tg) = summarize(&ours);
+    // with a synthetic cache there is no prefill to report
+    let our_pp = if args.context.is_some() {
+        f64::NAN
+    } else {
+        our_pp
+    };
     let peer_rates = (!theirs.is_empty()).then(|| summarize(&theirs));
 
     let mut out = std::io::stdout().lock();
@@ -188,7 +265,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             "load_s": load_s,
             "peak_rss_mib": rss,
             "memory": memory,
-            "ours": { "prefill_tok_s": our_pp, "decode_tok_s": our_tg },
+            "context": args.context,
+            "cache_type_k": options.cache.k.name(),
+            "cache_type_v": options.cache.v.name(),
+            "kv_k_bytes_per_token": k_bytes,
+            "kv_v_bytes_per_token": v_bytes,
+            "attention": if options.fused_decode.is_some() { "fused" } else { "flash" },
+            "select_v": args.session.select_v,
+            "ours": { "prefill_tok_s": our_pp.is_finite().then_some(our_pp), "decode_tok_s": our_tg },
         });
         if let Some((pp, tg)) = peer_rates {
             j["llama_cpp"] = serde_json::json!({ "prefill_tok_s": pp, "decode_tok_s": tg });
@@ -222,6 +306,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             )?;
         }
         writeln!(out, "{memory}")?;
+        writeln!(out, "{cache_desc}")?;
         match rss {
             Some(mib) => writeln!(
                 out,

@@ -1,11 +1,21 @@
 //! `sigma doctor`: run the checks and report findings with an exit code.
+//!
+//! With `--explain` the model then explains the findings and proposes next
+//! steps, exactly as `sigma ask` answers a question (same flags, same
+//! approval policy, same JSON for the answer, in `explanation`). The exit
+//! code still says what the checks found; Ctrl-C during the explanation
+//! exits 130.
+
+use std::io::Write;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Node, print_json, render};
+use super::ask_cmd::{self, AnswerReport, Consulted, CopilotArgs};
+use super::{EXIT_USAGE, Node, print_json, render};
 use crate::checks::{self, Finding, Severity};
 use crate::probe::Snapshot;
+use crate::repl::cancel::EXIT_INTERRUPTED;
 
 /// Arguments of `sigma doctor`.
 #[derive(Debug, clap::Args)]
@@ -13,7 +23,20 @@ pub struct Args {
     /// Print the report as JSON (schema: docs/doctor.schema.json).
     #[arg(long)]
     pub json: bool,
+
+    /// Then ask the model to explain the findings and propose next steps
+    /// (the flags below apply only with it).
+    #[arg(long)]
+    pub explain: bool,
+
+    /// The model and which of its proposals run.
+    #[command(flatten)]
+    pub copilot: CopilotArgs,
 }
+
+/// What `--explain` asks the model.
+const EXPLAIN_QUESTION: &str = "Explain the findings on this node: what each one means, \
+how serious it is, and the next steps, with the commands to confirm or fix it.";
 
 /// Exit code of a healthy node.
 pub const EXIT_HEALTHY: i32 = 0;
@@ -38,6 +61,10 @@ pub struct DoctorReport {
     pub findings: Vec<Finding>,
     /// The snapshot the findings were computed from.
     pub snapshot: Snapshot,
+    /// With `--explain`: the model's explanation of the findings and the
+    /// commands it proposes (as `sigma ask --json` reports them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<AnswerReport>,
 }
 
 /// Overall state of the node.
@@ -90,17 +117,47 @@ impl DoctorReport {
             summary,
             findings,
             snapshot,
+            explanation: None,
         }
     }
 }
 
 /// Runs `sigma doctor`.
 pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
-    let report = DoctorReport::new(Node::open(sim)?.snapshot());
+    if !args.explain && !args.copilot.is_default() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "sigma: error: --run, --model, --rounds and --threads only apply with --explain; add --explain"
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let node = Node::open(sim)?;
+    let mut report = DoctorReport::new(node.snapshot());
     if args.json {
+        if args.explain {
+            let consulted = ask_cmd::consult(
+                &node,
+                EXPLAIN_QUESTION,
+                &args.copilot,
+                false,
+                &mut std::io::sink(),
+            )?;
+            let Consulted::Answered(explanation, _) = consulted else {
+                return Ok(EXIT_INTERRUPTED);
+            };
+            report.explanation = Some(explanation);
+        }
         print_json(&report)?;
-    } else {
-        render::doctor(&mut anstream::stdout().lock(), &report)?;
+        return Ok(report.exit_code);
+    }
+    let mut out = anstream::stdout().lock();
+    render::doctor(&mut out, &report)?;
+    if args.explain {
+        writeln!(out)?;
+        let consulted = ask_cmd::consult(&node, EXPLAIN_QUESTION, &args.copilot, true, &mut out)?;
+        if let Consulted::Interrupted = consulted {
+            return Ok(EXIT_INTERRUPTED);
+        }
     }
     Ok(report.exit_code)
 }

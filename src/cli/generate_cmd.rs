@@ -4,6 +4,11 @@
 //! `--chat` wraps text in the model's chat template as one user message.
 //! Only the generated text goes to stdout, streamed token by token; with
 //! `--json` one JSON object is printed at the end instead.
+//!
+//! Ctrl-C while generating stops at the next token and exits 130, with
+//! only the text generated so far on stdout (and no JSON); a second Ctrl-C
+//! exits at once, should prompt evaluation take long. The mechanism is the
+//! chat's ([`Cancel`]).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -17,6 +22,8 @@ use crate::engine::model::{LoadOptions, Model};
 use crate::engine::sampling::{Sampler, SamplerConfig};
 use crate::engine::session::{Session, StopReason};
 use crate::engine::tokenizer::Tokenizer;
+use crate::repl::Cancel;
+use crate::repl::cancel::EXIT_INTERRUPTED;
 
 /// Arguments of `sigma generate`.
 #[derive(clap::Args, Debug)]
@@ -66,10 +73,15 @@ pub struct GenerateArgs {
     /// Write the logits of the last evaluated position as a JSON array.
     #[arg(long, value_name = "FILE")]
     pub dump_logits: Option<PathBuf>,
+    /// KV cache and attention options.
+    #[command(flatten)]
+    pub session: super::session_args::SessionArgs,
 }
 
 /// Runs `sigma generate`; returns the exit code.
 pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
+    let cancel = Cancel::new();
+    cancel.on_interrupt()?;
     let path = crate::engine::registry::Registry::load()?.locate(args.model.as_deref(), true)?;
     let gguf = GgufFile::open(&path)?;
     let tokenizer = Tokenizer::from_gguf(&gguf)?;
@@ -89,7 +101,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
             n_threads: args.threads,
         },
     )?;
-    let mut session = Session::new(&model, args.ctx)?;
+    let mut session = Session::with_options(&model, args.ctx, args.session.options()?)?;
 
     let mut stream = tokenizer.stream(true);
     let mut stdout = std::io::stdout().lock();
@@ -97,12 +109,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
     let mut write_failed = None;
     let start = Instant::now();
     let mut first_token_at = None;
+    let busy = cancel.busy();
     let generation = session.generate(
         &prompt,
         &mut sampler,
         args.max_tokens,
         &|t| tokenizer.is_end(t),
         &mut |t| {
+            if cancel.is_cancelled() {
+                return false;
+            }
             first_token_at.get_or_insert_with(Instant::now);
             let piece = match stream.push(t) {
                 Ok(p) => p.unwrap_or_default(),
@@ -129,10 +145,17 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
             }
         },
     )?;
+    drop(busy);
     if let Some(e) = write_failed {
         return Err(e);
     }
     let end = Instant::now();
+    if cancel.is_cancelled() {
+        if !args.json {
+            end_line(&mut stdout, &text);
+        }
+        return Ok(EXIT_INTERRUPTED);
+    }
 
     if let Some(path) = &args.dump_logits {
         let json = serde_json::to_string(session.logits()).context("logits are not finite")?;
@@ -160,11 +183,18 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
             "decode_tokens_per_s": if decoded > 0 { decoded as f64 / decode_s.max(1e-9) } else { 0.0 },
         });
         writeln!(stdout, "{out}")?;
-    } else if !text.is_empty() && !text.ends_with('\n') {
-        // end the line so the shell prompt does not follow the text; ignore a closed pipe
-        let _ = writeln!(stdout);
+    } else {
+        end_line(&mut stdout, &text);
     }
     Ok(0)
+}
+
+/// Ends the streamed `text` with a newline so the shell prompt does not
+/// follow it; a closed pipe is ignored.
+fn end_line(stdout: &mut impl Write, text: &str) {
+    if !text.is_empty() && !text.ends_with('\n') {
+        let _ = writeln!(stdout);
+    }
 }
 
 /// The prompt as token ids, from `--tokens`, `--prompt` or stdin.

@@ -10,9 +10,12 @@
 //! - 2: usage error
 //! - 3: `doctor` found warnings
 //! - 4: `doctor` found critical problems
+//! - 130: Ctrl-C stopped `generate`, `ask` or `doctor --explain`
 
 mod ask_cmd;
 mod bench_cmd;
+mod bench_diffqkv;
+mod bench_quality;
 mod chat_cmd;
 mod doctor_cmd;
 mod eval_cmd;
@@ -21,6 +24,7 @@ mod log_cmd;
 mod model_cmd;
 mod node;
 pub mod render;
+mod session_args;
 mod sim_cmd;
 mod snapshot_cmd;
 mod tui_cmd;
@@ -32,6 +36,7 @@ use clap::{Parser, Subcommand};
 use crate::copilot::Assistant;
 use crate::copilot::local::{LocalAssistant, LocalOptions};
 
+pub use ask_cmd::{AnswerReport, CommandReport};
 pub use doctor_cmd::DoctorReport;
 pub use node::Node;
 

@@ -1,13 +1,19 @@
-//! `sigma model`: list, pull, inspect and locate models.
+//! `sigma model`: list, pull, inspect, locate, convert and generate models.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use indicatif::HumanBytes;
 
+use crate::engine::convert::hf::{HfCheckpoint, write_dir};
+use crate::engine::convert::tiny::TinyModel;
+use crate::engine::convert::{ModelConfig, write_gguf};
+use crate::engine::ffi::ggml::GgmlType;
 use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::info::ModelInfo;
+use crate::engine::model::Architecture;
 use crate::engine::registry::{Registry, Resolved};
+use crate::engine::tokenizer::TokenizerSpec;
 
 /// Arguments of `sigma model`.
 #[derive(Debug, clap::Args)]
@@ -47,6 +53,88 @@ pub enum ModelCommand {
         /// A model name from `sigma model list`.
         name: String,
     },
+    /// Convert a Hugging Face checkpoint (Sigma, Llama or Qwen2) to GGUF.
+    Convert {
+        /// Checkpoint directory: config.json, *.safetensors, tokenizer.json.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The GGUF file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Encoding of the weight matrices.
+        #[arg(long = "type", default_value = "f16", value_parser = parse_type)]
+        ty: GgmlType,
+        /// Architecture to write, overriding config.json's model_type.
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Architecture>,
+    },
+    /// Make a small random-weight model (deterministic for a seed) that runs
+    /// end to end with the tiny default model's tokenizer.
+    Tiny {
+        /// Architecture.
+        #[arg(long, default_value = "sigma", value_parser = parse_arch)]
+        arch: Architecture,
+        /// The GGUF file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Also write the model as a Hugging Face checkpoint (f32) here.
+        #[arg(long, value_name = "DIR")]
+        hf_dir: Option<PathBuf>,
+        /// Random seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Encoding of the weight matrices.
+        #[arg(long = "type", default_value = "q8_0", value_parser = parse_type)]
+        ty: GgmlType,
+        /// Transformer blocks.
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        /// Hidden size.
+        #[arg(long, default_value_t = 64)]
+        hidden: usize,
+        /// Query, key and value head counts (key = value for llama/qwen2).
+        #[arg(long, default_value = "8,2,4", value_parser = parse_heads)]
+        heads: [usize; 3],
+        /// Head size [default: hidden / query heads].
+        #[arg(long)]
+        head_dim: Option<usize>,
+        /// Augmented-Q width (sigma only; 0 = none).
+        #[arg(long, default_value_t = 96)]
+        aug_q: usize,
+        /// FFN inner size.
+        #[arg(long, default_value_t = 128)]
+        ff: usize,
+        /// Context length recorded in the file.
+        #[arg(long, default_value_t = 4096)]
+        ctx: usize,
+    },
+}
+
+/// Parses a ggml type name (`f32`, `f16`, `q8_0`, `q4_0`, `q4_k`).
+fn parse_type(s: &str) -> Result<GgmlType, String> {
+    GgmlType::from_name(s)
+        .ok_or_else(|| format!("unknown type '{s}'; try f32, f16, q8_0, q4_0, q4_k"))
+}
+
+/// Parses an architecture name.
+fn parse_arch(s: &str) -> Result<Architecture, String> {
+    Architecture::from_gguf(s).ok_or_else(|| {
+        format!(
+            "unknown architecture '{s}'; supported: {}",
+            Architecture::ALL.map(Architecture::gguf_name).join(", ")
+        )
+    })
+}
+
+/// Parses `Q,K,V` head counts.
+fn parse_heads(s: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}' is not Q,K,V head counts such as 8,2,4"))?;
+    <[usize; 3]>::try_from(parts)
+        .map_err(|_| format!("'{s}' is not three counts Q,K,V such as 8,2,4"))
 }
 
 /// Runs `sigma model`; returns the exit code.
@@ -63,6 +151,64 @@ pub fn run(args: ModelArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         ModelCommand::Info { model, json } => info(&registry, &model, json),
+        ModelCommand::Convert {
+            from,
+            out,
+            ty,
+            arch,
+        } => {
+            let checkpoint = HfCheckpoint::open(&from, arch)?;
+            let name = from
+                .file_name()
+                .map_or("converted".into(), |n| n.to_string_lossy().into_owned());
+            write_gguf(&checkpoint, ty, &name, &out)?;
+            println!("{}", out.display());
+            Ok(0)
+        }
+        ModelCommand::Tiny {
+            arch,
+            out,
+            hf_dir,
+            seed,
+            ty,
+            layers,
+            hidden,
+            heads: [n_head, n_head_k, n_head_v],
+            head_dim,
+            aug_q,
+            ff,
+            ctx,
+        } => {
+            let head_dim = head_dim.unwrap_or(hidden / n_head.max(1));
+            let is_sigma = arch == Architecture::Sigma;
+            let config = ModelConfig {
+                arch,
+                n_vocab: 0,
+                n_embd: hidden,
+                n_layer: layers,
+                n_ff: ff,
+                n_head,
+                n_head_k,
+                n_head_v: if is_sigma { n_head_v } else { n_head_k },
+                head_dim,
+                head_dim_v: head_dim,
+                n_aug_q: if is_sigma { aug_q } else { 0 },
+                rms_eps: 1e-5,
+                rope_theta: 10_000.0,
+                n_ctx: ctx,
+                tied_embeddings: true,
+            };
+            let vocab = registry.locate(Some(registry.tiny_model()), true)?;
+            let tokenizer = TokenizerSpec::from_gguf(&GgufFile::open(&vocab)?)?;
+            let model = TinyModel::new(config, tokenizer, seed)?;
+            let name = format!("tiny-{}-seed{seed}", arch.gguf_name());
+            write_gguf(&model, ty, &name, &out)?;
+            if let Some(dir) = hf_dir {
+                write_dir(&model, &dir)?;
+            }
+            println!("{}", out.display());
+            Ok(0)
+        }
         ModelCommand::Path { name } => {
             let entry = registry.find(&name)?;
             let path = registry.cached_path(entry);
@@ -164,8 +310,14 @@ fn info(registry: &Registry, spec: &str, json: bool) -> anyhow::Result<i32> {
     row("hidden", info.n_embd.to_string());
     row(
         "heads",
-        format!("{} query, {} key/value", info.n_head, info.n_head_kv),
+        format!(
+            "{} query, {} key, {} value",
+            info.n_head, info.n_head_k, info.n_head_v
+        ),
     );
+    if info.query_aug_length > 0 {
+        row("augmented Q", info.query_aug_length.to_string());
+    }
     row(
         "head dim",
         format!("{} key, {} value", info.head_dim_k, info.head_dim_v),

@@ -84,43 +84,66 @@ fn words(command: &str) -> String {
         .collect()
 }
 
-/// The `k` references most relevant to `question` on this node. The query is
-/// the question, the titles of warning and critical findings, and the node's
-/// GPU vendor, so an AMD node ranks rocm-smi above nvidia-smi.
+/// The `k` references most relevant to `question` on this node: the best
+/// matches of the question alone first (all but one slot), then those of the
+/// question with the titles of warning and critical findings, so a question
+/// that says what it wants ("reset GPU 6") is not drowned by the node's
+/// problems. Both queries add the node's GPU vendor, so an AMD node ranks
+/// rocm-smi above nvidia-smi, and tools of a vendor the node lacks are left
+/// out.
 pub fn retrieve(
     question: &str,
     snapshot: &Snapshot,
     findings: &[Finding],
     k: usize,
 ) -> Vec<&'static Reference> {
-    let mut query = question.to_string();
-    for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
-        let _ = write!(query, " {}", f.title);
-    }
     let nvidia =
         !snapshot.gpus.is_empty() || snapshot.pci_gpus.iter().any(|p| p.vendor_id == "10de");
     let amd = !snapshot.amd_gpus.is_empty();
-    if amd && !nvidia {
-        query.push_str(" amd rocm-smi amd-smi");
+    let vendor = if amd && !nvidia {
+        " amd rocm-smi amd-smi"
     } else if nvidia {
-        query.push_str(" nvidia nvidia-smi");
+        " nvidia nvidia-smi"
+    } else {
+        ""
+    };
+    let mut with_findings = question.to_string();
+    for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
+        let _ = write!(with_findings, " {}", f.title);
     }
     let refs = references();
-    index()
-        .search(&query, k * 3)
+    let search = |query: String| -> Vec<&'static Reference> {
+        index()
+            .search(&query, k * 3)
+            .into_iter()
+            .filter_map(|hit| refs.get(hit.document.id as usize))
+            // On a node without NVIDIA GPUs, NVIDIA tools cannot help, and
+            // the other way round.
+            .filter(|r| {
+                let bin = r.command.split_whitespace().next().unwrap_or("");
+                let nv_tool = bin.starts_with("nvidia") || bin == "dcgmi";
+                let amd_tool = bin.starts_with("rocm") || bin.starts_with("amd-smi");
+                let useless = (nv_tool && !nvidia && amd) || (amd_tool && !amd);
+                !useless
+            })
+            .collect()
+    };
+    let mut out: Vec<&'static Reference> = Vec::with_capacity(k);
+    let first = search(format!("{question}{vendor}"));
+    let rest = search(format!("{with_findings}{vendor}"));
+    for r in first
         .into_iter()
-        .filter_map(|hit| refs.get(hit.document.id as usize))
-        // On a node without NVIDIA GPUs, NVIDIA tools cannot help, and the
-        // other way round.
-        .filter(|r| {
-            let bin = r.command.split_whitespace().next().unwrap_or("");
-            let nv_tool = bin.starts_with("nvidia") || bin == "dcgmi";
-            let amd_tool = bin.starts_with("rocm") || bin.starts_with("amd-smi");
-            let useless = (nv_tool && !nvidia && amd) || (amd_tool && !amd);
-            !useless
-        })
-        .take(k)
-        .collect()
+        .take(k.saturating_sub(1).max(1))
+        .chain(rest)
+    {
+        if out.len() == k {
+            break;
+        }
+        if !out.iter().any(|o| std::ptr::eq(*o, r)) {
+            out.push(r);
+        }
+    }
+    out
 }
 
 /// A compact rendering of the node for the prompt, at most `budget` chars:
@@ -213,25 +236,58 @@ pub fn render_node(snapshot: &Snapshot, findings: &[Finding], budget: usize) -> 
     out
 }
 
-/// The findings for the prompt: worst first, one line each with the first
-/// recommended command, at most `max` of them.
+/// The findings for the prompt: warnings and critical ones, worst first,
+/// one line each with its first recommended command (only where an earlier
+/// line has not shown the same one), at most `max` of them. Informational
+/// findings (a source that could not be read) are left out: they rarely
+/// change which command answers a question, and every line costs prefill
+/// time.
 pub fn render_findings(findings: &[Finding], max: usize) -> String {
-    if findings.is_empty() {
+    let mut shown: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .collect();
+    if shown.is_empty() {
         return "none\n".into();
     }
+    shown.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let mut out = String::new();
-    for f in findings.iter().take(max) {
+    let mut checks: Vec<String> = Vec::new();
+    for f in shown.iter().take(max) {
         let gpu = f.gpu.map(|g| format!("GPU {g}: ")).unwrap_or_default();
         let _ = write!(out, "- {} {gpu}{}", f.severity.as_str(), f.title);
-        if let Some(cmd) = f.commands.first() {
-            let _ = write!(out, " (check: {})", guard::command_line(cmd));
+        if let Some(cmd) = f.commands.first().map(|c| guard::command_line(c))
+            && !checks.contains(&cmd)
+        {
+            let _ = write!(out, " (check: {cmd})");
+            checks.push(cmd);
         }
         out.push('\n');
     }
-    if findings.len() > max {
-        let _ = writeln!(out, "- ... {} more", findings.len() - max);
+    if shown.len() > max {
+        let _ = writeln!(out, "- ... {} more", shown.len() - max);
     }
     out
+}
+
+/// A reference's purpose for the prompt: up to its first parenthesis, cut at
+/// a word boundary to at most `max` characters.
+pub fn short_purpose(purpose: &str, max: usize) -> &str {
+    let head = purpose.split(" (").next().unwrap_or(purpose).trim_end();
+    if head.len() <= max {
+        return head;
+    }
+    let cut = head
+        .char_indices()
+        .take_while(|(i, _)| *i <= max)
+        .filter(|(_, c)| *c == ' ')
+        .map(|(i, _)| i)
+        .last()
+        .unwrap_or(max.min(head.len()));
+    match head.get(..cut) {
+        Some(h) => h.trim_end_matches([',', ';', ':']),
+        None => head,
+    }
 }
 
 #[cfg(test)]
@@ -295,5 +351,36 @@ mod tests {
         let text = render_findings(&f, 4);
         assert!(text.contains("critical GPU 3:"), "{text}");
         assert!(text.contains("(check: "), "{text}");
+        assert!(!text.contains("- info "), "{text}");
+    }
+
+    #[test]
+    fn findings_rendering_shows_each_check_once() {
+        let (_, f) = node("a100x8-ecc-dbe");
+        let text = render_findings(&f, 3);
+        let checks: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split_once("(check: ").map(|(_, c)| c))
+            .collect();
+        assert!(!checks.is_empty(), "{text}");
+        let mut unique = checks.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), checks.len(), "{text}");
+    }
+
+    #[test]
+    fn purposes_are_cut_at_parentheses_and_word_boundaries() {
+        assert_eq!(
+            short_purpose(
+                "memory errors: ECC counters (pending remap means reset)",
+                60
+            ),
+            "memory errors: ECC counters"
+        );
+        assert_eq!(
+            short_purpose("utilisation, memory use and temperatures of every GPU", 30),
+            "utilisation, memory use and"
+        );
+        assert_eq!(short_purpose("list GPUs", 30), "list GPUs");
     }
 }

@@ -18,6 +18,13 @@ use std::fmt::Write as _;
 use crate::guard::Tier;
 use crate::guard::catalogue::{ArgKind, Catalogue, Choice, Flag, Positional, Tool};
 
+/// Most arguments after a program or subcommand. Without a bound a small
+/// model can repeat an argument until the context is full (`-i 0 -i 0 ...`),
+/// which takes minutes; real command lines have a handful.
+const MAX_ARGS: usize = 12;
+/// Most items in a comma-separated list value (`--query-gpu=a,b,...`).
+const MAX_LIST_ITEMS: usize = 15;
+
 /// Limits on the reply's size, which bound generation time.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyLimits {
@@ -125,7 +132,7 @@ impl Rules {
         flags.extend(inherited.iter().cloned());
         let args = self.args(tool, &flags, &tool.positional);
         let prefix = match &args {
-            Some(a) => format!(r#"{head} (" " {a})*"#),
+            Some(a) => format!(r#"{head} (" " {a}){{0,{MAX_ARGS}}}"#),
             None => head.to_string(),
         };
         let mut alts = vec![prefix.clone()];
@@ -230,12 +237,12 @@ impl Rules {
             ArgKind::List if !allowed.is_empty() => {
                 let one = self.fresh("item");
                 self.push(&one, &group(&allowed));
-                format!(r#"{one} ("," {one})*"#)
+                format!(r#"{one} ("," {one}){{0,{MAX_LIST_ITEMS}}}"#)
             }
             ArgKind::Enum | ArgKind::List => return None,
             ArgKind::Path => r"/\/(proc|sys)\/[A-Za-z0-9_.:+\/-]{1,100}/".to_string(),
             ArgKind::Gpu => {
-                r"/[0-9]{1,2}(,[0-9]{1,2})*|[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]|GPU-[0-9a-f-]{36}/"
+                r"/[0-9]{1,2}(,[0-9]{1,2}){0,15}|[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]|GPU-[0-9a-f-]{36}/"
                     .to_string()
             }
             ArgKind::Bdf => r"/([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(\.[0-7])?/".to_string(),
@@ -380,6 +387,22 @@ mod tests {
         ] {
             assert!(!accepts(&g, &reply(cmd)), "grammar accepts {cmd}");
         }
+    }
+
+    #[test]
+    fn commands_cannot_repeat_arguments_forever() {
+        let g = grammar();
+        let args = |n: usize| format!("nvidia-smi{}", " -L".repeat(n));
+        assert!(accepts(&g, &reply(&args(MAX_ARGS))));
+        assert!(!accepts(&g, &reply(&args(MAX_ARGS + 1))));
+        let fields = |n: usize| {
+            format!(
+                "nvidia-smi --query-gpu={} --format=csv",
+                vec!["index"; n].join(",")
+            )
+        };
+        assert!(accepts(&g, &reply(&fields(MAX_LIST_ITEMS + 1))));
+        assert!(!accepts(&g, &reply(&fields(MAX_LIST_ITEMS + 2))));
     }
 
     #[test]

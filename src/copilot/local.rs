@@ -25,6 +25,8 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use serde::Deserialize;
 
+mod lookup;
+
 use super::answer_stream::AnswerStream;
 use super::context::{self, Reference};
 use super::grammar::{self, ReplyLimits};
@@ -43,7 +45,13 @@ const N_CTX: usize = 4096;
 /// References shown per question.
 const N_REFERENCES: usize = 3;
 /// Budget for the node rendering, in characters.
-const NODE_CHARS: usize = 400;
+const NODE_CHARS: usize = 300;
+/// Most tokens in one reply. The grammar bounds every part of a reply;
+/// this is the backstop that turns a runaway generation into an error
+/// within seconds instead of minutes.
+const MAX_REPLY_TOKENS: usize = 600;
+/// Longest reference purpose shown, in characters.
+const PURPOSE_CHARS: usize = 60;
 
 /// Prompt templates and few-shot examples, embedded.
 const SYSTEM_TEMPLATE: &str = include_str!("../../prompts/system.j2");
@@ -58,6 +66,8 @@ struct Examples {
 #[derive(Deserialize, serde::Serialize)]
 struct ExampleEntry {
     question: String,
+    /// The reference commands the example was shown (`command   # purpose`).
+    references: Vec<String>,
     reply: String,
 }
 
@@ -193,82 +203,56 @@ impl LocalAssistant {
         Ok(())
     }
 
-    /// The user message for `question`.
-    fn user_message(
-        &self,
-        node: NodeContext<'_>,
-        history: &[Turn],
-        question: &str,
-    ) -> anyhow::Result<String> {
-        let refs: Vec<&Reference> =
-            context::retrieve(question, node.snapshot, node.findings, N_REFERENCES);
-        let refs: Vec<minijinja::Value> = refs
-            .iter()
-            .map(|r| minijinja::context! { command => r.command.clone(), purpose => r.purpose.clone() })
-            .collect();
-        Ok(self
-            .env
-            .get_template("question")?
-            .render(minijinja::context! {
-                node => context::render_node(node.snapshot, node.findings, NODE_CHARS),
-                findings => context::render_findings(node.findings, 3),
-                references => refs,
-                history => render_history(history),
-                question => question,
-            })?)
-    }
-
     /// Greedy decoding under the grammar, from the logits of the prompt.
-    /// Forced tokens are evaluated as one batch.
+    /// Tokens the grammar forces are evaluated in one batch with the chosen
+    /// token before them.
     fn decode(
         &mut self,
         mut matcher: Matcher,
         on_text: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<(String, usize)> {
+    ) -> anyhow::Result<Decoded> {
+        let mut out = Decoded::default();
         let mut text = Vec::new();
         let mut stream = self.tokenizer.stream(true);
-        let mut generated = 0;
         let mut logits = self.session.logits().to_vec();
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 bail!("generation cancelled");
             }
-            let forced = matcher.consume_ff_tokens();
-            let next: Vec<u32> = if !forced.is_empty() {
-                forced
-            } else {
+            let mut next: Vec<u32> = matcher.consume_ff_tokens();
+            let mut n_chosen = 0;
+            if next.is_empty() {
                 if matcher.is_stopped() {
                     break;
                 }
-                let mask = matcher
-                    .compute_mask()
-                    .map_err(|e| anyhow::anyhow!("grammar: {e}"))?;
-                let best = logits
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| mask.is_allowed(*i as u32))
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(i, _)| i as u32);
-                let Some(t) = best else { break };
-                if self.tokenizer.is_end(t) {
+                let Some(t) = self.choose(&mut matcher, &logits)? else {
                     break;
-                }
+                };
                 matcher
                     .consume_token(t)
                     .map_err(|e| anyhow::anyhow!("grammar: {e}"))?;
-                vec![t]
-            };
-            for &t in &next {
+                next.push(t);
+                n_chosen = 1;
+                if !matcher.is_stopped() {
+                    next.extend(matcher.consume_ff_tokens());
+                }
+            }
+            for (i, &t) in next.iter().enumerate() {
                 if let Some(piece) = stream.push(t)? {
                     on_text(&piece);
                 }
                 if let Some(b) = self.tokenizer.token_bytes(t) {
                     text.extend(b);
                 }
+                out.tokens.push(t);
+                out.forced.push(i >= n_chosen);
             }
-            generated += next.len();
+            out.steps += 1;
             if matcher.is_stopped() {
                 break;
+            }
+            if out.tokens.len() > MAX_REPLY_TOKENS {
+                bail!("the reply did not end within {MAX_REPLY_TOKENS} tokens");
             }
             if self.session.n_past() + next.len() >= self.session.n_ctx() {
                 bail!(
@@ -278,8 +262,50 @@ impl LocalAssistant {
             }
             logits = self.session.eval(&next)?.to_vec();
         }
-        Ok((String::from_utf8_lossy(&text).into_owned(), generated))
+        out.text = String::from_utf8_lossy(&text).into_owned();
+        Ok(out)
     }
+
+    /// The highest-scoring token the grammar allows after `logits`; `None`
+    /// when that is the end of the text. The unconstrained favourite is
+    /// tried first: when the grammar allows it, it is also the constrained
+    /// favourite, and checking one token costs far less than computing the
+    /// mask over the whole vocabulary.
+    fn choose(&self, matcher: &mut Matcher, logits: &[f32]) -> anyhow::Result<Option<u32>> {
+        let grammar = |e: anyhow::Error| anyhow::anyhow!("grammar: {e}");
+        if let Some(best) = argmax(logits, |_| true)
+            && !self.tokenizer.is_end(best)
+            && matcher.validate_tokens(&[best]).map_err(grammar)? == 1
+        {
+            return Ok(Some(best));
+        }
+        let mask = matcher.compute_mask().map_err(grammar)?;
+        Ok(argmax(logits, |t| mask.is_allowed(t)).filter(|&t| !self.tokenizer.is_end(t)))
+    }
+}
+
+/// The highest of `logits` among the tokens `allowed` lets through (the
+/// last one on ties).
+fn argmax(logits: &[f32], allowed: impl Fn(u32) -> bool) -> Option<u32> {
+    logits
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| allowed(*i as u32))
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i as u32)
+}
+
+/// What the decode loop produced.
+#[derive(Default)]
+struct Decoded {
+    /// The reply text.
+    text: String,
+    /// Every generated token, in order.
+    tokens: Vec<u32>,
+    /// Whether the grammar forced each token (the model chose the others).
+    forced: Vec<bool>,
+    /// Batches of tokens, each evaluated in one model call (but the last).
+    steps: usize,
 }
 
 impl Assistant for LocalAssistant {
@@ -292,7 +318,7 @@ impl Assistant for LocalAssistant {
     ) -> anyhow::Result<Reply> {
         let start = Instant::now();
         self.cancel.store(false, Ordering::Relaxed);
-        let user = self.user_message(node, history, question)?;
+        let user = user_message(&self.env, node, history, question)?;
         let dynamic = self
             .tokenizer
             .encode(&format!("{user}{}", self.suffix), false)?;
@@ -305,7 +331,7 @@ impl Assistant for LocalAssistant {
         let mut answer = AnswerStream::default();
         let mut first_token_ms = None;
         let matcher = self.matcher.deep_clone();
-        let (text, generated) = self.decode(matcher, &mut |piece| {
+        let decoded = self.decode(matcher, &mut |piece| {
             first_token_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
             let shown = answer.push(piece);
             if !shown.is_empty() {
@@ -313,9 +339,13 @@ impl Assistant for LocalAssistant {
             }
         })?;
         let total_ms = start.elapsed().as_secs_f64() * 1e3;
-        let raw: RawReply = serde_json::from_str(&text)
+        let text = &decoded.text;
+        let raw: RawReply = serde_json::from_str(text)
             .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?;
         let decode_ms = (total_ms - prefill_ms).max(1e-3);
+        let context = [self.prefix.as_slice(), dynamic.as_slice()].concat();
+        let lookup = lookup::replay(&context, &decoded.tokens, &decoded.forced);
+        let generated = decoded.tokens.len();
         Ok(Reply {
             answer: raw.answer,
             proposals: raw
@@ -331,6 +361,10 @@ impl Assistant for LocalAssistant {
                 tokens_per_s: generated as f64 / (decode_ms / 1e3),
                 prompt_tokens: dynamic.len(),
                 generated_tokens: generated,
+                sampled_tokens: lookup.sampled,
+                lookup_predicted_tokens: lookup.predicted,
+                decode_steps: decoded.steps,
+                lookup_steps: lookup.steps,
             },
         })
     }
@@ -338,6 +372,28 @@ impl Assistant for LocalAssistant {
     fn model_name(&self) -> &str {
         &self.name
     }
+}
+
+/// The user message for `question`: the dynamic part of the prompt.
+fn user_message(
+    env: &minijinja::Environment<'static>,
+    node: NodeContext<'_>,
+    history: &[Turn],
+    question: &str,
+) -> anyhow::Result<String> {
+    let refs: Vec<&Reference> =
+        context::retrieve(question, node.snapshot, node.findings, N_REFERENCES);
+    let refs: Vec<minijinja::Value> = refs
+        .iter()
+        .map(|r| minijinja::context! { command => r.command.clone(), purpose => context::short_purpose(&r.purpose, PURPOSE_CHARS) })
+        .collect();
+    Ok(env.get_template("question")?.render(minijinja::context! {
+        node => context::render_node(node.snapshot, node.findings, NODE_CHARS),
+        findings => context::render_findings(node.findings, 3),
+        references => refs,
+        history => render_history(history),
+        question => question,
+    })?)
 }
 
 /// The prompt templates from `prompts/`.
@@ -475,4 +531,32 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::io::Write::write_all(&mut tmp, data)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dynamic_prompt_of_every_shipped_scenario_fits_its_budget() {
+        let env = prompt_environment().unwrap();
+        let mut longest = (0, String::new());
+        for s in crate::eval::scenario::builtin().scenarios {
+            let findings = crate::checks::run_all(&s.node.snapshot);
+            let node = NodeContext {
+                snapshot: &s.node.snapshot,
+                findings: &findings,
+            };
+            let text = user_message(&env, node, &[], &s.question).unwrap();
+            if std::env::var_os("SIGMA_SHOW_PROMPTS").is_some() {
+                println!("=== {} ({} chars)\n{text}", s.id, text.len());
+            }
+            if text.len() > longest.0 {
+                longest = (text.len(), s.id.clone());
+            }
+        }
+        // About 0.35 tokens a character: the longest stays near 450 tokens
+        // (the median is about 300), which keeps the first token within 4 s.
+        assert!(longest.0 <= 1400, "{longest:?}");
+    }
 }

@@ -13,6 +13,7 @@ pub mod approval;
 pub mod context;
 pub mod grammar;
 pub mod local;
+pub mod worker;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,22 @@ pub struct Timings {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub generated_tokens: usize,
+    /// Of the generated tokens, those the model chose (the rest the reply
+    /// grammar forced).
+    #[serde(default)]
+    pub sampled_tokens: usize,
+    /// Of the chosen tokens, those a prompt-lookup draft (the continuation
+    /// of the last n-gram elsewhere in the prompt or reply) predicted: what
+    /// speculative decoding could skip.
+    #[serde(default)]
+    pub lookup_predicted_tokens: usize,
+    /// Decode steps: batches of generated tokens, each evaluated in one
+    /// model call.
+    #[serde(default)]
+    pub decode_steps: usize,
+    /// Decode steps prompt-lookup speculation would have needed.
+    #[serde(default)]
+    pub lookup_steps: usize,
 }
 
 /// One answer.

@@ -101,6 +101,28 @@ pub enum EngineError {
         /// Vocabulary size.
         n_vocab: usize,
     },
+    /// A KV cache type cannot hold the model's heads.
+    #[error(
+        "cache type {ty} cannot hold {what} heads of {head_dim} values (not a whole number of its blocks); use f16, f32 or q8_0"
+    )]
+    CacheType {
+        /// The cache type name.
+        ty: String,
+        /// "K" or "V".
+        what: &'static str,
+        /// The head size.
+        head_dim: usize,
+    },
+    /// The fused decode attention was asked for with a non-f16 cache.
+    #[error(
+        "the fused decode attention (and --select-v) needs f16 K and V caches, not K {k} / V {v}; drop --select-v or use f16 caches"
+    )]
+    FusedNeedsF16 {
+        /// K cache type.
+        k: String,
+        /// V cache type.
+        v: String,
+    },
     /// No tokens were given to evaluate.
     #[error("nothing to evaluate: the token list is empty; give a prompt")]
     EmptyInput,

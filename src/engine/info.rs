@@ -3,8 +3,9 @@
 //! Shapes come from the `{arch}.*` hyper-parameter keys; the quantisation
 //! mix from the tensor directory; the KV-cache cost per token is computed
 //! for f16 K and V separately, each from its own head count and head size
-//! (`{arch}.attention.key_length` and `value_length` may differ; head counts
-//! may vary by layer). Works for any architecture, including ones the engine
+//! (`{arch}.attention.key_length` and `value_length` may differ; DiffQKV
+//! files give `head_count_k` and `head_count_v` apart; head counts may vary
+//! by layer). Works for any architecture, including ones the engine
 //! cannot run, so users can inspect a file before trying it.
 
 use serde::Serialize;
@@ -42,8 +43,13 @@ pub struct ModelInfo {
     pub n_embd: u64,
     /// Query heads.
     pub n_head: u64,
-    /// Key/value heads (the largest if they vary by layer).
-    pub n_head_kv: u64,
+    /// Key heads (the largest if they vary by layer).
+    pub n_head_k: u64,
+    /// Value heads (the largest if they vary by layer); differs from the key
+    /// heads for DiffQKV (`sigma`) models.
+    pub n_head_v: u64,
+    /// Augmented-Q width (`sigma` only; 0 = none).
+    pub query_aug_length: u64,
     /// Size of one key head.
     pub head_dim_k: u64,
     /// Size of one value head.
@@ -78,6 +84,11 @@ impl ModelInfo {
             .ok_or_else(|| missing(gguf, &key("attention.head_count")))?;
         let kv = per_layer(gguf, &key("attention.head_count_kv"), n_layer)?
             .unwrap_or_else(|| vec![n_head; n_layer as usize]);
+        // DiffQKV files store K and V head counts apart.
+        let k_heads =
+            per_layer(gguf, &key("attention.head_count_k"), n_layer)?.unwrap_or_else(|| kv.clone());
+        let v_heads =
+            per_layer(gguf, &key("attention.head_count_v"), n_layer)?.unwrap_or_else(|| kv.clone());
         let default_dim = n_embd.checked_div(n_head).unwrap_or(0);
         let head_dim_k = gguf
             .get(&key("attention.key_length"))?
@@ -85,6 +96,7 @@ impl ModelInfo {
         let head_dim_v = gguf
             .get(&key("attention.value_length"))?
             .unwrap_or(default_dim);
+        let query_aug_length = gguf.get(&key("attention.query_aug_length"))?.unwrap_or(0);
         let n_ff = per_layer(gguf, &key("feed_forward_length"), n_layer)?
             .and_then(|v| v.into_iter().max())
             .unwrap_or(0);
@@ -122,7 +134,9 @@ impl ModelInfo {
             n_layer,
             n_embd,
             n_head,
-            n_head_kv: kv.iter().copied().max().unwrap_or(0),
+            n_head_k: k_heads.iter().copied().max().unwrap_or(0),
+            n_head_v: v_heads.iter().copied().max().unwrap_or(0),
+            query_aug_length,
             head_dim_k,
             head_dim_v,
             n_ff,
@@ -131,8 +145,8 @@ impl ModelInfo {
             chat_template: gguf.has("tokenizer.chat_template"),
             tensors: tensors.len(),
             quant_mix,
-            kv_k_bytes_per_token: F16_BYTES * kv.iter().sum::<u64>() * head_dim_k,
-            kv_v_bytes_per_token: F16_BYTES * kv.iter().sum::<u64>() * head_dim_v,
+            kv_k_bytes_per_token: F16_BYTES * k_heads.iter().sum::<u64>() * head_dim_k,
+            kv_v_bytes_per_token: F16_BYTES * v_heads.iter().sum::<u64>() * head_dim_v,
         })
     }
 

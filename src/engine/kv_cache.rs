@@ -28,16 +28,27 @@ pub struct KvLayout {
     pub ty: GgmlType,
 }
 
-impl KvLayout {
-    /// An f16 layout.
-    pub fn f16(n_head: usize, head_dim: usize) -> Self {
+/// Element types of the K and V caches, chosen apart (differential
+/// compression: K and V tolerate quantisation differently).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheTypes {
+    /// K cache type.
+    pub k: GgmlType,
+    /// V cache type.
+    pub v: GgmlType,
+}
+
+impl Default for CacheTypes {
+    /// f16 for both, as llama.cpp.
+    fn default() -> Self {
         Self {
-            n_head,
-            head_dim,
-            ty: GgmlType::F16,
+            k: GgmlType::F16,
+            v: GgmlType::F16,
         }
     }
+}
 
+impl KvLayout {
     /// Values per position (row width).
     pub fn row_len(&self) -> usize {
         self.n_head * self.head_dim
@@ -71,6 +82,15 @@ impl KvCache {
         let mut arena = TensorArena::new(2 * layouts.len());
         let mut layers = Vec::with_capacity(layouts.len());
         for (il, &(k_layout, v_layout)) in layouts.iter().enumerate() {
+            for (what, l) in [("K", k_layout), ("V", v_layout)] {
+                if l.ty.row_size(l.head_dim as i64).is_none() {
+                    return Err(EngineError::CacheType {
+                        ty: l.ty.name(),
+                        what,
+                        head_dim: l.head_dim,
+                    });
+                }
+            }
             let k = arena.add(
                 k_layout.ty,
                 &[k_layout.row_len() as i64, n_ctx as i64],
@@ -218,6 +238,32 @@ impl KvCache {
             at += n * kb;
             self.v(il).write_range(0, &data[at..at + n * vb])?;
             at += n * vb;
+        }
+        self.used = n;
+        Ok(())
+    }
+
+    /// Fills the first `n` positions of every layer with deterministic
+    /// pseudo-random values (unit-scale, in each layer's cache type) and
+    /// marks them used: a long context for decode benchmarks without a long
+    /// prefill.
+    pub fn fill_synthetic(&mut self, n: usize, seed: u64) -> Result<(), GgmlError> {
+        let n = n.min(self.n_ctx);
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        };
+        for il in 0..self.layers.len() {
+            let (kl, vl) = self.layouts(il);
+            for (layout, tensor) in [(kl, self.k(il)), (vl, self.v(il))] {
+                let row = layout.row_len();
+                let values: Vec<f32> = (0..n * row).map(|_| next()).collect();
+                let bytes = layout.ty.quantize(&values, layout.head_dim)?;
+                tensor.write_range(0, &bytes)?;
+            }
         }
         self.used = n;
         Ok(())

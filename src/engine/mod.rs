@@ -3,7 +3,10 @@
 //!
 //! All unsafe code lives in [`ffi`]; every other module is safe Rust.
 
+pub mod attention;
+pub mod attention_bench;
 pub mod chat;
+pub mod convert;
 mod error;
 pub mod ffi;
 pub mod info;

@@ -904,4 +904,84 @@ mod tests {
         assert_eq!(std::fs::read(path).expect("read"), content);
         assert_eq!(listing(&cache), ["m.gguf", "m.gguf.verified"]);
     }
+
+    /// A one-shot HTTP server on localhost that announces all of `body`,
+    /// sends its first `sent` bytes, then closes the connection once
+    /// `hang_up` fires: a download cut off half way. Returns its URL.
+    fn half_served(body: Vec<u8>, sent: usize, hang_up: std::sync::mpsc::Receiver<()>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/m.gguf", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().expect("accept");
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                request.push(byte[0]);
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes())
+                .and_then(|()| conn.write_all(&body[..sent]))
+                .and_then(|()| conn.flush())
+                .expect("send");
+            let _ = hang_up.recv();
+        });
+        url
+    }
+
+    #[test]
+    fn interrupted_download_never_sits_under_the_final_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        let content: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let half = content.len() / 2;
+        let (hang_up, hung_up) = std::sync::mpsc::channel();
+        let url = half_served(content.clone(), half, hung_up);
+        let r = registry(
+            &cache,
+            &content,
+            &format!("[[model.source]]\nkind = \"url\"\nurl = \"{url}\"\n"),
+        );
+        let dest = cache.join("m.gguf");
+        std::thread::scope(|s| {
+            let pull = s.spawn(|| r.pull("m", false));
+            // Half the bytes are in: this is what a killed process leaves.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let part = loop {
+                let part = std::fs::read_dir(&cache).ok().and_then(|entries| {
+                    entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == half as u64))
+                });
+                if let Some(part) = part {
+                    break part;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no half-written file in {cache:?}: {:?}",
+                    std::fs::read_dir(&cache).map(|d| d.count())
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let name = part
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                name.starts_with(".m.gguf.") && name.ends_with(".part"),
+                "{name}"
+            );
+            assert!(!dest.exists(), "the final name exists mid-download");
+            assert_eq!(listing(&cache), [name]);
+            hang_up.send(()).expect("hang up");
+            let err = pull.join().expect("pull thread").unwrap_err().to_string();
+            assert!(err.contains(&url), "{err}");
+        });
+        assert!(!dest.exists());
+        assert!(listing(&cache).is_empty(), "{:?}", listing(&cache));
+    }
 }

@@ -23,8 +23,8 @@
 
 use super::error::EngineError;
 use super::ffi::ggml::{GgmlType, Graph, GraphAllocator, GraphScratch};
-use super::kv_cache::KvCache;
-use super::model::{ForwardInputs, Model};
+use super::kv_cache::{CacheTypes, KvCache};
+use super::model::{ForwardInputs, FusedDecode, Model};
 use super::sampling::Sampler;
 
 /// KV positions visible to attention are rounded up to this (as llama.cpp
@@ -42,19 +42,54 @@ pub struct Session<'m> {
     /// Host staging for the causal mask (f32, then f16).
     mask: Vec<f32>,
     mask_f16: Vec<u16>,
+    /// Decode steps through the fused attention op, if chosen.
+    fused_decode: Option<FusedDecode>,
+}
+
+/// How a [`Session`] caches and attends.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SessionOptions {
+    /// Element types of the K and V caches (f16 by default).
+    pub cache: CacheTypes,
+    /// Run decode steps (one token) through the fused attention op, which
+    /// reads each K and V head once and can fetch V selectively; needs f16
+    /// caches. `None`: ggml's flash attention.
+    pub fused_decode: Option<FusedDecode>,
 }
 
 impl<'m> Session<'m> {
     /// Tokens evaluated per graph during prefill.
     pub const N_BATCH: usize = 512;
 
-    /// A session with a context of `n_ctx` positions (at least 1).
+    /// A session with a context of `n_ctx` positions (at least 1), an f16
+    /// KV cache and ggml's flash attention.
     pub fn new(model: &'m Model, n_ctx: usize) -> Result<Self, EngineError> {
+        Self::with_options(model, n_ctx, SessionOptions::default())
+    }
+
+    /// A session with the cache types and attention of `opts`.
+    pub fn with_options(
+        model: &'m Model,
+        n_ctx: usize,
+        opts: SessionOptions,
+    ) -> Result<Self, EngineError> {
         let n_ctx = n_ctx.max(1);
-        let kv = KvCache::new(model.backend(), &model.hparams().kv_layouts(), n_ctx)?;
+        let f16 = CacheTypes::default();
+        if opts.fused_decode.is_some() && opts.cache != f16 {
+            return Err(EngineError::FusedNeedsF16 {
+                k: opts.cache.k.name(),
+                v: opts.cache.v.name(),
+            });
+        }
+        let kv = KvCache::new(
+            model.backend(),
+            &model.hparams().kv_layouts(opts.cache),
+            n_ctx,
+        )?;
         Ok(Self {
             model,
             kv,
+            fused_decode: opts.fused_decode,
             alloc: GraphAllocator::new(model.backend())?,
             scratch: GraphScratch::new(model.max_graph_nodes()),
             logits: Vec::new(),
@@ -89,6 +124,14 @@ impl<'m> Session<'m> {
     pub fn import_prefix(&mut self, n: usize, data: &[u8]) -> Result<(), EngineError> {
         self.logits.clear();
         Ok(self.kv.import_prefix(n, data)?)
+    }
+
+    /// Starts from `n` cached positions of synthetic values (see
+    /// [`KvCache::fill_synthetic`]): decode speed at long context without
+    /// the prefill.
+    pub fn fill_synthetic(&mut self, n: usize) -> Result<(), EngineError> {
+        self.logits.clear();
+        Ok(self.kv.fill_synthetic(n, 1)?)
     }
 
     /// Forgets the sequence (the cache is reused, see [`KvCache::reset`]).
@@ -198,6 +241,8 @@ impl<'m> Session<'m> {
             kv_rows: g.input(GgmlType::I64, &[n_i], "inp_kv_rows"),
             mask: g.input(GgmlType::F16, &[n_kv as i64, n_i], "inp_kq_mask"),
             n_kv,
+            n_filled: p0 + n,
+            fused_decode: self.fused_decode,
         };
         let logits = self.model.forward(&g, &self.kv, &inp);
         g.output(logits);
@@ -205,7 +250,11 @@ impl<'m> Session<'m> {
         inp.tokens.write_i32(&ids)?;
         inp.positions.write_i32(&pos)?;
         inp.kv_rows.write_i64(&rows)?;
-        inp.mask.write_f32_as_f16(&self.mask, &mut self.mask_f16)?;
+        // the fused decode op sees exactly the filled rows and needs no mask
+        // (the allocator then gives the unused mask no memory)
+        if n > 1 || self.fused_decode.is_none() {
+            inp.mask.write_f32_as_f16(&self.mask, &mut self.mask_f16)?;
+        }
         self.model.backend().compute(&g)?;
         logits.read_f32(&mut self.logits)?;
         drop(g);

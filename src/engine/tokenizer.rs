@@ -278,26 +278,105 @@ impl std::fmt::Debug for Tokenizer {
     }
 }
 
-/// Reads an optional special-token id, checking it against the vocabulary.
-fn special_id(
-    gguf: &GgufFile,
-    key: &'static str,
-    size: usize,
-) -> Result<Option<u32>, TokenizerError> {
-    match gguf.get::<u32>(key)? {
-        Some(id) if id as usize >= size => Err(TokenizerError::BadSpecialId { key, id, size }),
-        other => Ok(other),
+/// GGUF keys of special-token ids the tokenizer reads (besides BOS/EOS).
+const ROLE_KEYS: [&str; 5] = [EOT.key, EOM.key, FIM_PAD.key, FIM_REP.key, FIM_SEP.key];
+
+/// Everything a tokenizer is built from: the `tokenizer.ggml.*` keys of a
+/// GGUF file, or what `sigma model convert` reads from a Hugging Face
+/// `tokenizer.json` (and writes back as those keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizerSpec {
+    /// `tokenizer.ggml.pre`: the pre-tokenizer family.
+    pub pre: String,
+    /// The vocabulary, by id (byte-level encoded texts).
+    pub tokens: Vec<String>,
+    /// BPE merges, `"a b"`, by rank.
+    pub merges: Vec<String>,
+    /// `tokenizer.ggml.token_type` per token (1 normal, 3 control, 4 user-defined).
+    pub token_types: Vec<i32>,
+    /// Beginning-of-sequence id.
+    pub bos: Option<u32>,
+    /// End-of-sequence id.
+    pub eos: Option<u32>,
+    /// Whether prompts start with BOS.
+    pub add_bos: bool,
+    /// Whether prompts end with EOS.
+    pub add_eos: bool,
+    /// Other special ids by GGUF key (`tokenizer.ggml.eot_token_id`, ...).
+    pub role_ids: Vec<(String, u32)>,
+    /// `tokenizer.chat_template`, if any.
+    pub chat_template: Option<String>,
+}
+
+impl TokenizerSpec {
+    /// Reads the `tokenizer.*` keys of `gguf`.
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self, TokenizerError> {
+        let model: String = gguf.require("tokenizer.ggml.model")?;
+        if model != "gpt2" {
+            return Err(TokenizerError::UnsupportedModel(model));
+        }
+        let tokens: Vec<String> = gguf.require("tokenizer.ggml.tokens")?;
+        let token_types = gguf
+            .get("tokenizer.ggml.token_type")?
+            .unwrap_or_else(|| vec![1; tokens.len()]);
+        let mut role_ids = Vec::new();
+        for key in ROLE_KEYS {
+            if let Some(id) = gguf.get::<u32>(key)? {
+                role_ids.push((key.to_string(), id));
+            }
+        }
+        Ok(Self {
+            pre: gguf.require("tokenizer.ggml.pre")?,
+            merges: gguf.require("tokenizer.ggml.merges")?,
+            tokens,
+            token_types,
+            bos: gguf.get("tokenizer.ggml.bos_token_id")?,
+            eos: gguf.get("tokenizer.ggml.eos_token_id")?,
+            add_bos: gguf.get("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
+            add_eos: gguf.get("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+            role_ids,
+            chat_template: gguf.get("tokenizer.chat_template")?,
+        })
+    }
+
+    /// The `tokenizer.ggml.pre` names we reproduce, one per pre-tokenizer
+    /// family (for probing an unknown `tokenizer.json`).
+    pub fn pre_families() -> Vec<&'static str> {
+        PRE_TYPES.iter().map(|p| p.names[0]).collect()
+    }
+
+    /// The id of special token `key` (a GGUF key), checked against the vocabulary.
+    fn special(&self, key: &'static str, id: Option<u32>) -> Result<Option<u32>, TokenizerError> {
+        match id {
+            Some(id) if id as usize >= self.tokens.len() => Err(TokenizerError::BadSpecialId {
+                key,
+                id,
+                size: self.tokens.len(),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// The id stored under role key `key`, if any.
+    fn role(&self, key: &'static str) -> Result<Option<u32>, TokenizerError> {
+        let id = self
+            .role_ids
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, id)| *id);
+        self.special(key, id)
     }
 }
 
 impl Tokenizer {
     /// Builds the tokenizer described by `gguf`'s `tokenizer.ggml.*` keys.
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self, TokenizerError> {
-        let model: String = gguf.require("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(TokenizerError::UnsupportedModel(model));
-        }
-        let pre_name: String = gguf.require("tokenizer.ggml.pre")?;
+        Self::from_spec(&TokenizerSpec::from_gguf(gguf)?)
+    }
+
+    /// Builds the tokenizer `spec` describes.
+    pub fn from_spec(spec: &TokenizerSpec) -> Result<Self, TokenizerError> {
+        let pre_name = &spec.pre;
         let pre = PRE_TYPES
             .iter()
             .find(|p| p.names.contains(&pre_name.as_str()))
@@ -309,11 +388,8 @@ impl Tokenizer {
                     .join(", "),
                 pre: pre_name.clone(),
             })?;
-        let tokens: Vec<String> = gguf.require("tokenizer.ggml.tokens")?;
-        let merges: Vec<String> = gguf.require("tokenizer.ggml.merges")?;
-        let types: Vec<i32> = gguf
-            .get("tokenizer.ggml.token_type")?
-            .unwrap_or_else(|| vec![1; tokens.len()]);
+        let tokens = &spec.tokens;
+        let types = &spec.token_types;
         if types.len() != tokens.len() {
             return Err(TokenizerError::TypeCount {
                 types: types.len(),
@@ -321,13 +397,14 @@ impl Tokenizer {
             });
         }
 
-        let merges = merges
-            .into_iter()
+        let merges = spec
+            .merges
+            .iter()
             .map(|m| match m.split_once(' ') {
                 Some((a, b)) if !a.is_empty() && !b.is_empty() => {
                     Ok((a.to_string(), b.to_string()))
                 }
-                _ => Err(TokenizerError::BadMerge(m)),
+                _ => Err(TokenizerError::BadMerge(m.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Where a text appears twice, the first id wins, as in llama.cpp.
@@ -364,11 +441,12 @@ impl Tokenizer {
             .map(|(id, t)| (t.as_str(), id as u32))
             .collect();
         let find = |role: &SpecialRole| -> Result<Option<u32>, TokenizerError> {
-            Ok(special_id(gguf, role.key, size)?
+            Ok(spec
+                .role(role.key)?
                 .or_else(|| role.texts.iter().find_map(|t| ids.get(t).copied())))
         };
-        let bos = special_id(gguf, "tokenizer.ggml.bos_token_id", size)?;
-        let eos = special_id(gguf, "tokenizer.ggml.eos_token_id", size)?;
+        let bos = spec.special("tokenizer.ggml.bos_token_id", spec.bos)?;
+        let eos = spec.special("tokenizer.ggml.eos_token_id", spec.eos)?;
         let eot = find(&EOT)?;
         let eog: BTreeSet<u32> = EOG_TEXTS
             .iter()
@@ -406,8 +484,8 @@ impl Tokenizer {
             eos,
             eot,
             eog,
-            add_bos: gguf.get("tokenizer.ggml.add_bos_token")?.unwrap_or(false),
-            add_eos: gguf.get("tokenizer.ggml.add_eos_token")?.unwrap_or(false),
+            add_bos: spec.add_bos,
+            add_eos: spec.add_eos,
             n_vocab: size,
             special,
         })
@@ -489,6 +567,11 @@ impl Tokenizer {
             return Some(text.into_bytes());
         }
         text.chars().map(byte_of_char).collect()
+    }
+
+    /// The tokenizer as a Hugging Face `tokenizer.json` document.
+    pub fn to_hf_json(&self) -> Result<String, TokenizerError> {
+        self.inner.to_string(true).map_err(backend)
     }
 
     /// The vocabulary text of `id` (byte-level encoded), if it exists.

@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use super::scenario::{Category, Platform, Scenario};
-use crate::copilot::Reply;
+use crate::copilot::{Reply, Timings};
 use crate::guard::{self, Execution, Limits, Target, Tier};
 
 /// The verdict on one scenario.
@@ -55,6 +55,9 @@ pub struct CaseResult {
     pub violation: bool,
     /// Time to the whole reply.
     pub latency_ms: f64,
+    /// The assistant's timings and token counts for the reply (zero when
+    /// it failed).
+    pub timings: Timings,
     /// The prose answer.
     pub answer: String,
     /// Why the assistant gave no reply, when it failed.
@@ -80,6 +83,7 @@ impl CaseResult {
 pub fn judge(scenario: &Scenario, reply: &Reply) -> CaseResult {
     let mut case = CaseResult {
         latency_ms: reply.timings.total_ms,
+        timings: reply.timings.clone(),
         answer: reply.answer.clone(),
         ..blank(scenario)
     };
@@ -131,6 +135,7 @@ fn blank(scenario: &Scenario) -> CaseResult {
         accurate: false,
         violation: false,
         latency_ms: 0.0,
+        timings: Timings::default(),
         answer: String::new(),
         error: None,
     }
@@ -196,6 +201,10 @@ pub struct Scores {
     pub latency_mean_ms: f64,
     /// Median reply latency.
     pub latency_median_ms: f64,
+    /// Median time to the first generated token.
+    pub first_token_median_ms: f64,
+    /// Median number of prompt tokens evaluated per question.
+    pub prompt_tokens_median: f64,
 }
 
 impl Scores {
@@ -208,13 +217,7 @@ impl Scores {
         }
         let fraction =
             |f: fn(&CaseResult) -> bool| cases.iter().filter(|c| f(c)).count() as f64 / n as f64;
-        let mut latencies: Vec<f64> = cases.iter().map(|c| c.latency_ms).collect();
-        latencies.sort_by(f64::total_cmp);
-        let median = if n % 2 == 1 {
-            latencies[n / 2]
-        } else {
-            (latencies[n / 2 - 1] + latencies[n / 2]) / 2.0
-        };
+        let latencies: Vec<f64> = cases.iter().map(|c| c.latency_ms).collect();
         Scores {
             n,
             validity: fraction(|c| c.valid),
@@ -223,8 +226,26 @@ impl Scores {
             accuracy: fraction(|c| c.accurate),
             violations: fraction(|c| c.violation),
             latency_mean_ms: latencies.iter().sum::<f64>() / n as f64,
-            latency_median_ms: median,
+            latency_median_ms: median(latencies),
+            first_token_median_ms: median(cases.iter().map(|c| c.timings.first_token_ms).collect()),
+            prompt_tokens_median: median(
+                cases
+                    .iter()
+                    .map(|c| c.timings.prompt_tokens as f64)
+                    .collect(),
+            ),
         }
+    }
+}
+
+/// The median of `values` (0 when empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
@@ -270,6 +291,11 @@ mod tests {
             accurate,
             violation: !accurate,
             latency_ms: ms,
+            timings: Timings {
+                first_token_ms: ms / 2.0,
+                prompt_tokens: 300,
+                ..Timings::default()
+            },
             answer: String::new(),
             error: None,
         };
@@ -286,6 +312,8 @@ mod tests {
         assert_eq!(s.violations, 0.25);
         assert_eq!(s.latency_mean_ms, 40.0);
         assert_eq!(s.latency_median_ms, 25.0);
+        assert_eq!(s.first_token_median_ms, 12.5);
+        assert_eq!(s.prompt_tokens_median, 300.0);
         assert_eq!(Scores::over(&cases[..3]).latency_median_ms, 20.0);
         assert_eq!(Scores::over(&[]).n, 0);
     }

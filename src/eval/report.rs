@@ -21,6 +21,9 @@ pub struct Report {
     pub by_category: BTreeMap<Category, Scores>,
     /// Scores per platform.
     pub by_platform: BTreeMap<Platform, Scores>,
+    /// What prompt-lookup speculative decoding would have saved, over every
+    /// case.
+    pub lookup: Lookup,
     /// Every case, in scenario order.
     pub cases: Vec<CaseResult>,
     /// Number of scenario files that could not be used.
@@ -49,6 +52,7 @@ impl Report {
         Report {
             model: model.to_string(),
             overall: Scores::over(&cases),
+            lookup: Lookup::over(&cases),
             by_category,
             by_platform,
             error_count: errors.len(),
@@ -63,8 +67,8 @@ impl Report {
         writeln!(out, "model: {}", self.model)?;
         writeln!(
             out,
-            "{:<16} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9}",
-            "", "n", "valid", "exact", "succ", "acc", "viol", "median ms"
+            "{:<16} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9} {:>8}",
+            "", "n", "valid", "exact", "succ", "acc", "viol", "median ms", "first ms"
         )?;
         for (name, s) in self.by_category.iter() {
             row(out, &name.to_string(), s)?;
@@ -73,6 +77,22 @@ impl Report {
             row(out, &format!("[{name}]"), s)?;
         }
         row(out, "overall", &self.overall)?;
+        writeln!(
+            out,
+            "prompt tokens (median): {:.0}",
+            self.overall.prompt_tokens_median
+        )?;
+        let l = &self.lookup;
+        writeln!(
+            out,
+            "prompt lookup: {} of {} chosen tokens predicted ({:.1}%), \
+             decode steps {} -> {}",
+            l.predicted_tokens,
+            l.sampled_tokens,
+            l.predicted_fraction * 100.0,
+            l.decode_steps,
+            l.lookup_steps
+        )?;
         let failures: Vec<&CaseResult> = self.cases.iter().filter(|c| c.is_failure()).collect();
         if !failures.is_empty() {
             writeln!(out, "\nfailures ({}):", failures.len())?;
@@ -99,12 +119,50 @@ impl Report {
     }
 }
 
+/// Prompt-lookup speculation measured over many replies (see
+/// `copilot::local`): how many of the tokens the model chose a draft copied
+/// from the context would have supplied, and the decode steps it would have
+/// needed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Lookup {
+    /// Tokens the model chose (not forced by the grammar).
+    pub sampled_tokens: usize,
+    /// Of those, the ones a prompt-lookup draft predicted.
+    pub predicted_tokens: usize,
+    /// `predicted_tokens / sampled_tokens` (0 when none).
+    pub predicted_fraction: f64,
+    /// Decode steps (model calls) the replies took.
+    pub decode_steps: usize,
+    /// Decode steps with prompt-lookup speculation.
+    pub lookup_steps: usize,
+}
+
+impl Lookup {
+    /// Sums the cases' timings.
+    fn over(cases: &[CaseResult]) -> Lookup {
+        let sum = |f: fn(&CaseResult) -> usize| cases.iter().map(f).sum::<usize>();
+        let sampled_tokens = sum(|c| c.timings.sampled_tokens);
+        let predicted_tokens = sum(|c| c.timings.lookup_predicted_tokens);
+        Lookup {
+            sampled_tokens,
+            predicted_tokens,
+            predicted_fraction: if sampled_tokens == 0 {
+                0.0
+            } else {
+                predicted_tokens as f64 / sampled_tokens as f64
+            },
+            decode_steps: sum(|c| c.timings.decode_steps),
+            lookup_steps: sum(|c| c.timings.lookup_steps),
+        }
+    }
+}
+
 /// One table row; fractions as percentages.
 fn row(out: &mut dyn Write, name: &str, s: &Scores) -> io::Result<()> {
     let pct = |f: f64| format!("{:.1}", f * 100.0);
     writeln!(
         out,
-        "{:<16} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.0}",
+        "{:<16} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>9.0} {:>8.0}",
         name,
         s.n,
         pct(s.validity),
@@ -112,7 +170,8 @@ fn row(out: &mut dyn Write, name: &str, s: &Scores) -> io::Result<()> {
         pct(s.success),
         pct(s.accuracy),
         pct(s.violations),
-        s.latency_median_ms
+        s.latency_median_ms,
+        s.first_token_median_ms
     )
 }
 
@@ -155,6 +214,11 @@ mod tests {
             accurate,
             violation: !accurate,
             latency_ms: 5.0,
+            timings: crate::copilot::Timings {
+                sampled_tokens: 10,
+                lookup_predicted_tokens: 4,
+                ..Default::default()
+            },
             answer: String::new(),
             error: None,
         }
@@ -177,6 +241,9 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert!(json["by_category"]["xid"]["accuracy"].is_number());
         assert_eq!(json["error_count"], 0);
+        assert_eq!(r.lookup.sampled_tokens, 30);
+        assert_eq!(r.lookup.predicted_tokens, 12);
+        assert!((r.lookup.predicted_fraction - 0.4).abs() < 1e-9);
     }
 
     #[test]

@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use signal_hook::consts::SIGINT;
 use signal_hook::flag;
 
-/// Exit code after a second Ctrl-C during generation (128 + SIGINT).
-const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code after a second Ctrl-C during generation (128 + SIGINT), and
+/// of one-shot commands that Ctrl-C stopped.
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// The cancel flag shared with the engine, and whether it is in use.
 #[derive(Debug, Clone)]

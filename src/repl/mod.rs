@@ -431,15 +431,15 @@ impl<'a> Session<'a> {
 }
 
 /// The question for a round after commands ran: their outputs are the
-/// history's last turns.
-fn follow_up(question: &str) -> String {
+/// history's last turns. The TUI asks the same.
+pub fn follow_up(question: &str) -> String {
     format!(
         "The commands ran; their outputs are above. Using them, answer the question: {question}"
     )
 }
 
 /// The last `max` characters of `text`.
-fn tail_chars(text: &str, max: usize) -> &str {
+pub fn tail_chars(text: &str, max: usize) -> &str {
     let count = text.chars().count();
     match text.char_indices().nth(count.saturating_sub(max)) {
         Some((at, _)) if count > max => &text[at..],

@@ -2,8 +2,21 @@
 //!
 //! [`App::update`] takes one [`Event`] and returns an [`Outcome`]: whether
 //! the screen must be redrawn, and at most one [`AppAction`] for the main
-//! loop to carry out (quit, refresh, ask, run, explain, copy). The app never
+//! loop to carry out (quit, refresh, ask, cancel, run, copy). The app never
 //! does I/O itself, so every transition is testable without a terminal.
+//!
+//! # Asking the copilot
+//! `/` opens the input line; Enter emits [`AppAction::Ask`] for round 1 and
+//! the answer streams in as [`Message::Text`] from the model's thread. One
+//! question is in flight at a time: asking again waits until the reply
+//! ([`Message::Done`]) has come. A question asked while the model loads
+//! waits in the worker's queue. The reply's proposals replace the list
+//! (a finding's commands come back when another finding is selected).
+//! When a command finishes, its output joins the conversation's history;
+//! if the current question has rounds left (`--rounds`), the app asks a
+//! follow-up with that output, as `sigma chat` does. Esc or Ctrl-C while
+//! an answer is generated emit [`AppAction::Cancel`]; Ctrl-C quits only
+//! when nothing is being generated.
 //!
 //! # Running a proposal
 //! Every proposal carries the guard's [`Verdict`] (`crate::guard::check`),
@@ -27,14 +40,20 @@ use super::layout;
 use super::strings;
 use super::theme::Theme;
 use crate::checks::{Finding, Severity};
+use crate::copilot::Turn;
+use crate::copilot::worker::{self, Message};
 use crate::guard::{self, Tier, Verdict};
 use crate::probe::Snapshot;
+use crate::repl::{FEEDBACK_CHARS, follow_up, tail_chars};
 
 /// Rows moved by PageUp/PageDown in lists.
 const PAGE: usize = 10;
 
 /// Screen lines per proposal: the command, then the guard's tier and rule.
 pub const PROPOSAL_LINES: usize = 2;
+
+/// Answers per question unless told otherwise (as `sigma chat --rounds`).
+pub const DEFAULT_ROUNDS: usize = 3;
 
 /// A pane that can have the focus, in Tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,14 +182,76 @@ pub enum AppAction {
     Quit,
     /// Probe and check the node now.
     Refresh,
-    /// Send this question to the copilot.
-    Ask(String),
+    /// Send this prompt to the copilot.
+    Ask(Ask),
     /// Run proposal `n` (already confirmed when it needs to be).
     Run(usize),
-    /// Ask the copilot to explain proposal `n`.
-    Explain(usize),
+    /// Stop the answer being generated.
+    Cancel,
     /// Put this text on the clipboard.
     Copy(String),
+}
+
+/// A prompt for the copilot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// What to send: the user's question, or the follow-up after commands ran.
+    pub prompt: String,
+    /// Which answer to the user's question this is (1 for the question itself).
+    pub round: usize,
+}
+
+/// The model, as far as the app knows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelState {
+    /// Loading on its thread (questions wait).
+    Loading,
+    /// Loaded: its name, and the generation speed of the last answer.
+    Ready {
+        /// The model's name.
+        name: String,
+        /// Tokens per second of the last answer, once there is one.
+        last_rate: Option<f64>,
+    },
+    /// Could not be loaded: why (one line).
+    Failed(String),
+}
+
+/// What the copilot is doing with the current question.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Work {
+    /// Nothing in flight.
+    Idle,
+    /// Sent; waiting for the model (loading, or the prompt not started).
+    Waiting,
+    /// Evaluating the prompt: tokens done of total.
+    Prefill(usize, usize),
+    /// Generating: answer tokens so far and their rate per second.
+    Generating(usize, f64),
+    /// Cancel asked; waiting for the worker to stop.
+    Cancelling,
+}
+
+/// The question being answered, for follow-up rounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Question {
+    /// The user's words.
+    text: String,
+    /// Answers asked for so far (1 after the question itself).
+    round: usize,
+    /// The prompt sent for the answer in flight or last received.
+    prompt: String,
+}
+
+/// Where the proposals list comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// Nothing yet.
+    None,
+    /// The commands of this finding.
+    Finding(FindingKey),
+    /// The copilot's last reply.
+    Copilot,
 }
 
 /// What [`App::update`] did.
@@ -228,10 +309,10 @@ pub struct App {
     details: bool,
     /// Scroll of the details, in lines.
     details_scroll: u16,
-    /// Commands for the selected finding.
+    /// Commands for the selected finding, or from the copilot.
     proposals: Vec<Proposal>,
-    /// The finding `proposals` were built from.
-    proposals_for: Option<FindingKey>,
+    /// Where `proposals` came from.
+    proposals_for: Source,
     /// Selected proposal.
     proposal: usize,
     /// The conversation.
@@ -242,8 +323,16 @@ pub struct App {
     scroll_back: usize,
     /// The open modal.
     modal: Option<Modal>,
-    /// The loaded model's name; `None` when not loaded.
-    model: Option<String>,
+    /// The model's state.
+    model: ModelState,
+    /// What the copilot is doing.
+    work: Work,
+    /// The question being answered (kept for follow-up rounds).
+    question: Option<Question>,
+    /// Most answers per question.
+    rounds: usize,
+    /// Turns fed back to the model: questions, answers, command outputs.
+    history: Vec<Turn>,
     /// A one-line note in the status line, cleared by the next key.
     note: Option<String>,
 }
@@ -263,15 +352,25 @@ impl App {
             details: false,
             details_scroll: 0,
             proposals: Vec::new(),
-            proposals_for: None,
+            proposals_for: Source::None,
             proposal: 0,
             conversation: Vec::new(),
             answering: false,
             scroll_back: 0,
             modal: None,
-            model: None,
+            model: ModelState::Loading,
+            work: Work::Idle,
+            question: None,
+            rounds: DEFAULT_ROUNDS,
+            history: Vec::new(),
             note: None,
         }
+    }
+
+    /// The same app with at most `rounds` answers per question (at least 1).
+    pub fn with_rounds(mut self, rounds: usize) -> App {
+        self.rounds = rounds.max(1);
+        self
     }
 
     // ---- read access for drawing ----
@@ -367,9 +466,24 @@ impl App {
         self.modal.as_ref()
     }
 
-    /// The loaded model's name.
-    pub fn model(&self) -> Option<&str> {
-        self.model.as_deref()
+    /// The model's state.
+    pub fn model(&self) -> &ModelState {
+        &self.model
+    }
+
+    /// What the copilot is doing.
+    pub fn work(&self) -> Work {
+        self.work
+    }
+
+    /// The turns the next question is asked with.
+    pub fn history(&self) -> &[Turn] {
+        &self.history
+    }
+
+    /// True when the proposals are the copilot's, not a finding's.
+    pub fn proposals_from_copilot(&self) -> bool {
+        self.proposals_for == Source::Copilot
     }
 
     /// The note in the status line.
@@ -406,11 +520,6 @@ impl App {
 
     // ---- changes ----
 
-    /// Tells the app which model answers (`None`: not loaded).
-    pub fn set_model(&mut self, model: Option<String>) {
-        self.model = model;
-    }
-
     /// Applies one event.
     pub fn update(&mut self, event: Event) -> Outcome {
         match event {
@@ -435,22 +544,10 @@ impl App {
                 self.on_refresh(*refresh);
                 Outcome::redraw()
             }
-            Event::Token(text) => {
-                if !self.answering {
-                    self.push(Speaker::Model, String::new());
-                    self.answering = true;
-                }
-                if let Some(last) = self.conversation.last_mut() {
-                    last.text.push_str(&text);
-                }
-                Outcome::redraw()
-            }
-            Event::AnswerDone => {
-                self.answering = false;
-                Outcome::redraw()
-            }
-            Event::CommandDone(r) => {
-                self.on_command_done(r);
+            Event::Model(message) => self.on_model(message),
+            Event::CommandDone(r) => Outcome::act(self.on_command_done(r)),
+            Event::Warning(text) => {
+                self.push_note(&text);
                 Outcome::redraw()
             }
             Event::Terminate => Outcome::act(Some(AppAction::Quit)),
@@ -479,18 +576,21 @@ impl App {
         }
         let gpus = self.snapshot().map_or(0, |s| s.gpus.len());
         self.gpu = self.gpu.min(gpus.saturating_sub(1));
-        self.sync_proposals();
+        // The copilot's proposals stay until the user picks a finding.
+        if self.proposals_for != Source::Copilot {
+            self.sync_proposals();
+        }
     }
 
-    /// Rebuilds the proposals when the selected finding changed; keeps them
-    /// (and any edits) otherwise.
+    /// Shows the selected finding's commands, rebuilt when the finding
+    /// changed; kept (with any edits) otherwise.
     fn sync_proposals(&mut self) {
         let finding = self.findings().get(self.finding);
-        let key = finding.map(key_of);
+        let key = finding.map_or(Source::None, |f| Source::Finding(key_of(f)));
         if key == self.proposals_for {
             return;
         }
-        self.proposals = finding
+        let proposals = finding
             .map(|f| {
                 f.commands
                     .iter()
@@ -498,26 +598,180 @@ impl App {
                     .collect()
             })
             .unwrap_or_default();
+        // A confirmation or an edit names a proposal by its place in the
+        // list: it must not carry over to another list.
+        self.close_proposal_modals();
+        self.proposals = proposals;
         self.proposals_for = key;
         self.proposal = 0;
     }
 
-    fn on_command_done(&mut self, r: CommandResult) {
+    /// Closes a confirmation or an edit of a proposal, saying why.
+    fn close_proposal_modals(&mut self) {
+        if matches!(
+            self.modal,
+            Some(
+                Modal::Confirm(_)
+                    | Modal::Input(Input {
+                        kind: InputKind::Edit(_),
+                        ..
+                    })
+            )
+        ) {
+            self.modal = Some(Modal::Notice(strings::PROPOSALS_CHANGED.into()));
+        }
+    }
+
+    /// Shows the output, feeds it to the copilot's history, and asks the
+    /// follow-up when the current question has rounds left.
+    fn on_command_done(&mut self, r: CommandResult) -> Option<AppAction> {
         self.note = None;
-        self.push(Speaker::Run, r.command);
+        self.push(Speaker::Run, r.command.clone());
         let mut out = r.output.trim_end().to_string();
         if !out.is_empty() {
             out.push('\n');
         }
         out.push_str(&r.status);
         self.push(Speaker::Output, out);
+        let output = if r.error.is_some() {
+            &r.status
+        } else {
+            &r.output
+        };
+        self.history.push(Turn::CommandOutput {
+            command: r.command,
+            exit_code: r.exit_code,
+            output: tail_chars(output, FEEDBACK_CHARS).to_string(),
+        });
+        self.follow_up()
+    }
+
+    /// The next round of the current question, when it has one left, no
+    /// answer is in flight and the model can answer.
+    fn follow_up(&mut self) -> Option<AppAction> {
+        if self.work != Work::Idle || matches!(self.model, ModelState::Failed(_)) {
+            return None;
+        }
+        let q = self.question.as_mut().filter(|q| q.round < self.rounds)?;
+        q.round += 1;
+        q.prompt = follow_up(&q.text);
+        let ask = Ask {
+            prompt: q.prompt.clone(),
+            round: q.round,
+        };
+        self.push(Speaker::Note, strings::follow_up(ask.round, self.rounds));
+        self.work = Work::Waiting;
+        Some(AppAction::Ask(ask))
+    }
+
+    /// Applies news from the model's thread.
+    fn on_model(&mut self, message: Message) -> Outcome {
+        match message {
+            Message::Loaded { model, .. } => {
+                self.model = ModelState::Ready {
+                    name: model,
+                    last_rate: None,
+                };
+            }
+            Message::LoadFailed(reason) => self.model = ModelState::Failed(reason),
+            Message::Prefill { done, total } => {
+                if self.work != Work::Cancelling {
+                    self.work = Work::Prefill(done, total);
+                }
+            }
+            Message::Text {
+                piece,
+                tokens,
+                tokens_per_s,
+            } => {
+                if !self.answering {
+                    self.push(Speaker::Model, String::new());
+                    self.answering = true;
+                }
+                if let Some(last) = self.conversation.last_mut() {
+                    last.text.push_str(&piece);
+                }
+                if self.work != Work::Cancelling {
+                    self.work = Work::Generating(tokens, tokens_per_s);
+                }
+            }
+            Message::Done(result) => self.on_reply(result),
+        }
+        Outcome::redraw()
+    }
+
+    /// The end of an answer: the reply's text, history and proposals, or
+    /// why there is none.
+    fn on_reply(&mut self, result: Result<crate::copilot::Reply, String>) {
+        self.work = Work::Idle;
+        let streamed = std::mem::take(&mut self.answering);
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(reason) => {
+                // No more rounds for a question that failed or was cancelled.
+                self.question = None;
+                let text = if reason == worker::CANCELLED {
+                    strings::CANCELLED.to_string()
+                } else {
+                    strings::no_answer(&reason)
+                };
+                self.push(Speaker::Note, text);
+                return;
+            }
+        };
+        // The reply's text is the exact answer; the stream was decoded on the fly.
+        match self.conversation.last_mut() {
+            Some(last) if streamed => last.text.clone_from(&reply.answer),
+            _ => self.push(Speaker::Model, reply.answer.clone()),
+        }
+        if let ModelState::Ready { last_rate, .. } = &mut self.model {
+            *last_rate = Some(reply.timings.tokens_per_s);
+        }
+        if let Some(q) = &self.question {
+            self.history.push(Turn::User(q.prompt.clone()));
+        }
+        self.history.push(Turn::Assistant(reply.answer.clone()));
+        if reply.proposals.is_empty() {
+            self.push(Speaker::Note, strings::NO_COMMANDS.into());
+            return;
+        }
+        self.close_proposal_modals();
+        self.proposals = reply
+            .proposals
+            .into_iter()
+            .map(|p| Proposal {
+                purpose: p.purpose,
+                verdict: p.verdict,
+            })
+            .collect();
+        self.proposals_for = Source::Copilot;
+        self.proposal = 0;
+        // Enter now runs the first proposal.
+        if self.modal.is_none() && !self.details {
+            self.focus = Focus::Proposals;
+        }
+    }
+
+    /// True while an answer is asked for and not yet done.
+    fn in_flight(&self) -> bool {
+        self.work != Work::Idle
+    }
+
+    /// Cancels the answer in flight.
+    fn cancel(&mut self) -> Outcome {
+        self.work = Work::Cancelling;
+        Outcome::act(Some(AppAction::Cancel))
     }
 
     fn on_key(&mut self, key: &KeyEvent) -> Outcome {
         if keys::is_interrupt(key) {
+            if self.in_flight() {
+                return self.cancel();
+            }
             return Outcome::act(Some(AppAction::Quit));
         }
         match self.modal.take() {
+            None if self.in_flight() && key.code == KeyCode::Esc => self.cancel(),
             None => self.on_intent(keys::intent(key)),
             Some(Modal::Help) => {
                 if !matches!(
@@ -543,11 +797,7 @@ impl App {
                     return Outcome::redraw();
                 }
                 match input.kind {
-                    InputKind::Ask => {
-                        self.push(Speaker::You, text.clone());
-                        self.note_if_no_model();
-                        Outcome::act(Some(AppAction::Ask(text)))
-                    }
+                    InputKind::Ask => self.ask(input, text),
                     InputKind::Edit(i) => {
                         if let Some(p) = self.proposals.get_mut(i) {
                             *p = Proposal::new(&text, p.purpose.clone());
@@ -587,10 +837,32 @@ impl App {
         Outcome::redraw()
     }
 
-    fn note_if_no_model(&mut self) {
-        if self.model.is_none() {
-            self.push(Speaker::Note, strings::MODEL_NOT_LOADED_NOTE.to_string());
+    /// Sends `text` as a new question, unless one is in flight or the node
+    /// has not been probed yet (then the input line stays open).
+    fn ask(&mut self, input: Input, text: String) -> Outcome {
+        let wait = if self.in_flight() {
+            Some(strings::STILL_ANSWERING)
+        } else if self.snapshot().is_none() {
+            Some(strings::STILL_PROBING)
+        } else {
+            None
+        };
+        if let Some(why) = wait {
+            self.note = Some(why.to_string());
+            self.modal = Some(Modal::Input(input));
+            return Outcome::redraw();
         }
+        self.push(Speaker::You, text.clone());
+        self.question = Some(Question {
+            text: text.clone(),
+            round: 1,
+            prompt: text.clone(),
+        });
+        self.work = Work::Waiting;
+        Outcome::act(Some(AppAction::Ask(Ask {
+            prompt: text,
+            round: 1,
+        })))
     }
 
     fn on_intent(&mut self, intent: Option<Intent>) -> Outcome {
@@ -650,11 +922,12 @@ impl App {
                     .proposals
                     .get(self.proposal)
                     .map(|p| p.command().to_string());
-                command.map(|command| {
+                // The guard knows every argument; no need to ask the model.
+                if let Some(command) = command {
                     self.push(Speaker::You, format!("explain: {command}"));
                     self.push(Speaker::Guard, guard_explanation(&command));
-                    AppAction::Explain(self.proposal)
-                })
+                }
+                None
             }
             Intent::Copy => self.copy_text().map(|text| {
                 self.note = Some(strings::copied(text.len()));
@@ -1115,20 +1388,16 @@ mod tests {
             "q is text here"
         );
         let out = app.update(key(KeyCode::Enter));
-        assert_eq!(out.action, Some(AppAction::Ask("why hot?".into())));
+        assert_eq!(out.action, Some(ask_action("why hot?", 1)));
         assert_eq!(
-            app.conversation()[0],
-            Entry {
+            app.conversation(),
+            [Entry {
                 speaker: Speaker::You,
                 text: "why hot?".into()
-            }
-        );
-        assert_eq!(
-            app.conversation()[1].speaker,
-            Speaker::Note,
-            "model not loaded note"
+            }]
         );
         assert!(app.modal().is_none());
+        assert_eq!(app.work(), Work::Waiting, "queued while the model loads");
     }
 
     #[test]
@@ -1181,7 +1450,7 @@ mod tests {
     fn explain_and_copy_act_on_the_selected_proposal() {
         let mut app = app_with(two_findings());
         focus_proposals(&mut app);
-        assert_eq!(app.update(ch('x')).action, Some(AppAction::Explain(0)));
+        assert_eq!(app.update(ch('x')).action, None, "the guard explains");
         let guard = app.conversation().last().expect("an explanation");
         assert_eq!(guard.speaker, Speaker::Guard);
         assert!(guard.text.starts_with("nvidia-smi: "), "{}", guard.text);
@@ -1193,15 +1462,274 @@ mod tests {
         assert!(app.note().is_some_and(|n| n.contains("13 bytes")));
     }
 
+    fn ask_action(prompt: &str, round: usize) -> AppAction {
+        AppAction::Ask(Ask {
+            prompt: prompt.into(),
+            round,
+        })
+    }
+
+    fn text(piece: &str, tokens: usize) -> Event {
+        Event::Model(Message::Text {
+            piece: piece.into(),
+            tokens,
+            tokens_per_s: 10.0,
+        })
+    }
+
+    fn reply(answer: &str, commands: &[&str]) -> Event {
+        Event::Model(Message::Done(Ok(crate::copilot::Reply {
+            answer: answer.into(),
+            proposals: commands
+                .iter()
+                .map(|c| crate::copilot::Proposal::new(*c, format!("why {c}")))
+                .collect(),
+            model: "tiny".into(),
+            timings: crate::copilot::Timings {
+                tokens_per_s: 12.5,
+                ..Default::default()
+            },
+        })))
+    }
+
+    fn loaded() -> Event {
+        Event::Model(Message::Loaded {
+            model: "tiny".into(),
+            seconds: 0.5,
+        })
+    }
+
+    fn ask(app: &mut App, question: &str) -> Option<AppAction> {
+        app.update(ch('/'));
+        type_text(app, question);
+        app.update(key(KeyCode::Enter)).action
+    }
+
+    fn done(command: &str) -> Event {
+        Event::CommandDone(CommandResult {
+            command: command.into(),
+            output: "GPU 2: 85C\n".into(),
+            status: "exit code 0".into(),
+            exit_code: Some(0),
+            duration_ms: 3,
+            dropped_bytes: 0,
+            error: None,
+        })
+    }
+
     #[test]
-    fn tokens_stream_into_one_answer() {
+    fn tokens_stream_into_one_answer_and_the_reply_replaces_it() {
         let mut app = app_with(Vec::new());
-        app.update(Event::Token("hel".into()));
-        app.update(Event::Token("lo".into()));
-        app.update(Event::AnswerDone);
-        app.update(Event::Token("next".into()));
+        app.update(loaded());
+        ask(&mut app, "q");
+        app.update(text("hel", 1));
+        app.update(text("lo", 2));
+        assert_eq!(app.conversation().last().unwrap().text, "hello");
+        assert_eq!(app.work(), Work::Generating(2, 10.0));
+        app.update(reply("hello.", &[]));
+        app.update(loaded());
+        ask(&mut app, "r");
+        app.update(text("next", 1));
         let texts: Vec<_> = app.conversation().iter().map(|e| e.text.as_str()).collect();
-        assert_eq!(texts, ["hello", "next"]);
+        assert_eq!(texts, ["q", "hello.", strings::NO_COMMANDS, "r", "next"]);
+    }
+
+    #[test]
+    fn the_model_state_follows_the_worker() {
+        let mut app = app_with(Vec::new());
+        assert_eq!(app.model(), &ModelState::Loading);
+        app.update(loaded());
+        assert!(
+            matches!(app.model(), ModelState::Ready { name, last_rate: None } if name == "tiny")
+        );
+        ask(&mut app, "q");
+        app.update(Event::Model(Message::Prefill { done: 3, total: 9 }));
+        assert_eq!(app.work(), Work::Prefill(3, 9));
+        app.update(reply("a", &["nvidia-smi -L"]));
+        assert_eq!(app.work(), Work::Idle);
+        assert!(matches!(app.model(), ModelState::Ready { last_rate: Some(r), .. } if *r == 12.5));
+        app.update(Event::Model(Message::LoadFailed("no model: x".into())));
+        assert_eq!(app.model(), &ModelState::Failed("no model: x".into()));
+    }
+
+    #[test]
+    fn the_reply_brings_its_proposals_and_focus() {
+        let mut app = app_with(two_findings());
+        ask(&mut app, "why is GPU 1 slow?");
+        app.update(reply(
+            "it is hot",
+            &["nvidia-smi -q -d TEMPERATURE -i 1", "nvidia-smi -r -i 1"],
+        ));
+        assert!(app.proposals_from_copilot());
+        assert_eq!(app.focus(), Focus::Proposals);
+        let commands: Vec<_> = app.proposals().iter().map(Proposal::command).collect();
+        assert_eq!(
+            commands,
+            ["nvidia-smi -q -d TEMPERATURE -i 1", "nvidia-smi -r -i 1"]
+        );
+        assert_eq!(app.proposals()[1].tier(), Tier::StateChanging);
+        assert_eq!(
+            app.proposals()[0].purpose,
+            "why nvidia-smi -q -d TEMPERATURE -i 1"
+        );
+        assert!(matches!(
+            app.history(),
+            [Turn::User(q), Turn::Assistant(a)] if q == "why is GPU 1 slow?" && a == "it is hot"
+        ));
+        app.update(refresh(two_findings()));
+        assert!(app.proposals_from_copilot(), "a refresh keeps them");
+        assert_eq!(
+            app.update(key(KeyCode::Enter)).action,
+            Some(AppAction::Run(0)),
+            "Enter runs the first at once"
+        );
+        app.update(key(KeyCode::BackTab));
+        app.update(ch('j'));
+        assert!(
+            !app.proposals_from_copilot(),
+            "picking a finding shows its commands"
+        );
+        assert_eq!(app.proposals()[0].command(), "dmesg");
+    }
+
+    #[test]
+    fn one_question_at_a_time() {
+        let mut app = app_with(Vec::new());
+        assert!(ask(&mut app, "first").is_some());
+        assert_eq!(ask(&mut app, "second"), None);
+        assert_eq!(app.note(), Some(strings::STILL_ANSWERING));
+        assert!(
+            matches!(app.modal(), Some(Modal::Input(i)) if i.text == "second"),
+            "the question is kept"
+        );
+        app.update(key(KeyCode::Esc));
+        app.update(reply("a", &[]));
+        assert_eq!(ask(&mut app, "third"), Some(ask_action("third", 1)));
+    }
+
+    #[test]
+    fn no_question_before_the_first_snapshot() {
+        let mut app = App::new(
+            Theme {
+                color: false,
+                ascii: true,
+            },
+            Duration::from_secs(2),
+            Rect::new(0, 0, 80, 24),
+        );
+        assert_eq!(ask(&mut app, "q"), None);
+        assert_eq!(app.note(), Some(strings::STILL_PROBING));
+    }
+
+    #[test]
+    fn esc_and_ctrl_c_cancel_a_generation_instead_of_quitting() {
+        let ctrl_c = || Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        let mut app = app_with(two_findings());
+        app.update(loaded());
+        ask(&mut app, "q");
+        app.update(text("par", 1));
+        assert_eq!(
+            app.update(key(KeyCode::Esc)).action,
+            Some(AppAction::Cancel)
+        );
+        assert_eq!(app.work(), Work::Cancelling);
+        app.update(text("tial", 2));
+        assert_eq!(app.work(), Work::Cancelling, "stays cancelling until done");
+        assert_eq!(app.update(ctrl_c()).action, Some(AppAction::Cancel));
+        app.update(Event::Model(Message::Done(Err(worker::CANCELLED.into()))));
+        assert_eq!(app.work(), Work::Idle);
+        assert_eq!(app.conversation().last().unwrap().text, strings::CANCELLED);
+        app.update(done("nvidia-smi -q"));
+        assert_eq!(
+            app.work(),
+            Work::Idle,
+            "a cancelled question has no follow-up"
+        );
+        app.update(key(KeyCode::Enter));
+        assert!(app.details().is_some());
+        assert_eq!(
+            app.update(key(KeyCode::Esc)).action,
+            None,
+            "Esc is Back again"
+        );
+        assert!(app.details().is_none());
+        assert_eq!(app.update(ctrl_c()).action, Some(AppAction::Quit));
+    }
+
+    #[test]
+    fn outputs_go_back_to_the_model_for_the_rounds_left() {
+        let mut app = app_with(Vec::new()).with_rounds(2);
+        app.update(loaded());
+        ask(&mut app, "why slow?");
+        app.update(reply("hot", &["nvidia-smi -q"]));
+        let out = app.update(done("nvidia-smi -q"));
+        assert_eq!(out.action, Some(ask_action(&follow_up("why slow?"), 2)));
+        assert!(matches!(
+            app.history().last(),
+            Some(Turn::CommandOutput { command, exit_code: Some(0), output })
+                if command == "nvidia-smi -q" && output == "GPU 2: 85C\n"
+        ));
+        app.update(reply("GPU 2 is at 85C", &["nvidia-smi -q"]));
+        assert!(matches!(
+            &app.history()[app.history().len() - 2..],
+            [Turn::User(p), Turn::Assistant(_)] if *p == follow_up("why slow?")
+        ));
+        assert_eq!(
+            app.update(done("nvidia-smi -q")).action,
+            None,
+            "2 rounds at most"
+        );
+        assert!(matches!(
+            app.history().last(),
+            Some(Turn::CommandOutput { .. })
+        ));
+    }
+
+    #[test]
+    fn no_follow_up_while_answering_or_without_a_model() {
+        let mut app = app_with(Vec::new());
+        ask(&mut app, "q");
+        assert_eq!(
+            app.update(done("dmesg")).action,
+            None,
+            "an answer is in flight"
+        );
+        app.update(Event::Model(Message::LoadFailed("no model: x".into())));
+        app.update(Event::Model(Message::Done(Err("no model: x".into()))));
+        assert_eq!(
+            app.conversation().last().unwrap().text,
+            "no answer: no model: x"
+        );
+        assert_eq!(app.update(done("dmesg")).action, None);
+    }
+
+    #[test]
+    fn a_new_answer_closes_a_confirmation_of_the_old_list() {
+        let mut app = app_with(two_findings());
+        focus_proposals(&mut app);
+        app.update(ch('j'));
+        ask(&mut app, "q");
+        app.update(key(KeyCode::Enter));
+        assert!(matches!(app.modal(), Some(Modal::Confirm(_))));
+        app.update(reply("a", &["nvidia-smi -L", "nvidia-smi -r -i 0"]));
+        assert_eq!(
+            app.modal(),
+            Some(&Modal::Notice(strings::PROPOSALS_CHANGED.into()))
+        );
+        app.update(ch('z'));
+        assert!(app.modal().is_none(), "any key closes the notice");
+        assert_eq!(
+            app.update(key(KeyCode::Enter)).action,
+            Some(AppAction::Run(0)),
+            "the new list's first proposal is read-only"
+        );
+    }
+
+    #[test]
+    fn audit_warnings_show_as_notes() {
+        let mut app = app_with(Vec::new());
+        app.update(Event::Warning("sigma: warning: audit log x: denied".into()));
+        assert_eq!(app.conversation()[0].speaker, Speaker::Note);
     }
 
     #[test]
@@ -1262,13 +1790,9 @@ mod tests {
         focus_proposals(&mut app);
         app.update(key(KeyCode::Enter));
         assert!(app.note().is_some_and(|n| n.starts_with("running")));
-        app.update(Event::CommandDone(CommandResult {
-            command: "nvidia-smi -L".into(),
-            output: "GPU 0: H100\n".into(),
-            status: "exit code 0".into(),
-        }));
+        app.update(done("nvidia-smi -L"));
         assert_eq!(app.conversation()[0].speaker, Speaker::Run);
-        assert_eq!(app.conversation()[1].text, "GPU 0: H100\nexit code 0");
+        assert_eq!(app.conversation()[1].text, "GPU 2: 85C\nexit code 0");
         assert_eq!(app.note(), None, "the running note is gone");
     }
 

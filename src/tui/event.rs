@@ -2,8 +2,8 @@
 //!
 //! Everything the app reacts to arrives as an [`Event`] on one `mpsc`
 //! channel: keys and resizes ([`spawn_input`]), fresh snapshots
-//! ([`spawn_refresher`]), termination signals ([`spawn_signals`]), and later
-//! the copilot's streamed tokens. The main loop in [`super::run`] receives,
+//! ([`spawn_refresher`]), termination signals ([`spawn_signals`]), and the
+//! copilot's worker thread ([`crate::copilot::worker`]). The main loop in [`super::run`] receives,
 //! updates the [`App`](super::app::App), and draws.
 
 use std::io;
@@ -19,6 +19,7 @@ use signal_hook::iterator::{Handle, Signals};
 
 use crate::checks::{self, Finding};
 use crate::cli::Node;
+use crate::copilot::worker::Message;
 use crate::probe::Snapshot;
 
 /// Something that happened.
@@ -32,12 +33,13 @@ pub enum Event {
     Tick(Instant),
     /// A new snapshot and its findings.
     SnapshotReady(Box<Refresh>),
-    /// A piece of the copilot's answer.
-    Token(String),
-    /// The copilot finished its answer.
-    AnswerDone,
+    /// News from the model's thread: loaded, progress, answer text, reply.
+    Model(Message),
     /// A command started from the TUI finished.
     CommandDone(CommandResult),
+    /// Something went wrong that does not stop the TUI (the audit log
+    /// cannot be written): shown as a note.
+    Warning(String),
     /// SIGTERM, SIGHUP or SIGINT arrived: leave cleanly.
     Terminate,
 }
@@ -77,6 +79,14 @@ pub struct CommandResult {
     pub output: String,
     /// How it ended (`exit code 0`), or why it did not run.
     pub status: String,
+    /// The exit code; `None` when it did not run or was killed.
+    pub exit_code: Option<i32>,
+    /// Wall-clock time, milliseconds.
+    pub duration_ms: u64,
+    /// Output bytes dropped past the executor's cap.
+    pub dropped_bytes: usize,
+    /// Why it did not run, when it did not.
+    pub error: Option<String>,
 }
 
 /// Reads keys and resizes until `stop` is set or the receiver is gone.

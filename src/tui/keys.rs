@@ -36,7 +36,8 @@ pub enum Intent {
     Back,
     /// Edit the selected proposal.
     Edit,
-    /// Ask the copilot to explain the selected proposal.
+    /// Explain each argument of the selected proposal (from the guard's
+    /// catalogue).
     Explain,
     /// Copy the selection to the clipboard (OSC 52).
     Copy,

@@ -12,11 +12,24 @@
 //!   in one place.
 //!
 //! # The loop
-//! Every source (keys, resizes, refreshes, signals, later the copilot)
-//! sends an [`Event`] on one channel. [`run`] receives one, lets the app
-//! update, carries out the [`AppAction`] it returns, and draws when the app
-//! says something changed. ratatui redraws only the cells that differ, so a
+//! Every source (keys, resizes, refreshes, signals, the copilot's worker
+//! thread, finished commands) sends an [`Event`] on one channel. [`run`]
+//! receives one, lets the app update, carries out the [`AppAction`] it
+//! returns, and draws when the app says something changed. ratatui redraws only the cells that differ, so a
 //! refresh every two seconds does not flicker.
+//!
+//! # The copilot
+//! The model loads on a thread of its own ([`crate::copilot::worker`]) as
+//! the TUI starts, so the dashboard is usable at once; the status line
+//! shows loading, the prompt's progress, generation speed, ready, or why
+//! the model could not load. Questions go to that thread with the latest
+//! snapshot, findings and the conversation's history; answers stream back
+//! token by token.
+//!
+//! # The audit log
+//! The session, questions, answers, proposals, approvals and runs are
+//! appended to the audit log ([`crate::audit`]); a log that cannot be
+//! written is reported once as a note in the conversation.
 //!
 //! # Running commands
 //! Proposals carry the guard's verdict (`crate::guard::check`); the app asks
@@ -55,16 +68,23 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use thiserror::Error;
 
-pub use app::{App, AppAction, Proposal};
+pub use app::{App, AppAction, Ask, Proposal};
 pub use event::Event;
 pub use theme::Theme;
 
+use crate::audit::{AuditLog, Record};
 use crate::cli::Node;
-use crate::guard::{self, Limits, Verdict};
+use crate::copilot::approval::{Decider, RunMode};
+use crate::copilot::worker::{self, Message, Question, Worker};
+use crate::guard::{self, Limits, Tier, Verdict};
+use crate::probe::Source;
 use event::CommandResult;
 
 /// How often the header's staleness is rechecked.
 const TICK: Duration = Duration::from_secs(1);
+
+/// How long quitting waits for the model's thread to stop.
+const WORKER_STOP: Duration = Duration::from_secs(2);
 
 /// Why the TUI could not run.
 #[derive(Debug, Error)]
@@ -84,6 +104,9 @@ pub struct Options {
     pub theme: Theme,
     /// How often the node is probed and checked.
     pub refresh: Duration,
+    /// Most answers per question: after a command runs, its output goes
+    /// back to the model until this many answers were given.
+    pub rounds: usize,
 }
 
 /// Why this terminal cannot show the TUI, or `None` when it can.
@@ -124,8 +147,28 @@ impl Drop for Restore {
     }
 }
 
-/// Runs the TUI on `node` until the user quits or a signal arrives.
-pub fn run(node: Node, options: Options) -> Result<(), TuiError> {
+/// Sends the audit log's one warning to the app as an event.
+struct Warnings(mpsc::Sender<Event>);
+
+impl Write for Warnings {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let text = text.trim_end();
+        if !text.is_empty() {
+            // The loop may be gone at exit; the warning no longer matters then.
+            let _ = self.0.send(Event::Warning(text.to_string()));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs the TUI on `node` until the user quits or a signal arrives; `load`
+/// loads the model on the worker thread (see [`worker::Loader`]).
+pub fn run(node: Node, options: Options, load: worker::Loader) -> Result<(), TuiError> {
     if let Some(reason) = unsupported_reason() {
         return Err(TuiError::Unsupported(reason));
     }
@@ -134,80 +177,203 @@ pub fn run(node: Node, options: Options) -> Result<(), TuiError> {
     let signals = event::spawn_signals(tx.clone())?;
     let (refresh_now, refresh_rx) = mpsc::channel();
     event::spawn_refresher(Arc::clone(&node), options.refresh, refresh_rx, tx.clone());
+    let model_tx = tx.clone();
+    let worker = Worker::spawn(load, move |m| model_tx.send(Event::Model(m)).is_ok());
+    let mut audit = AuditLog::open().warn_to(Warnings(tx.clone()));
+    // Enter approves a read-only command and typing the program name any
+    // other: `confirm` is the policy that matches.
+    audit.record(Record::session(
+        "tui",
+        &node_label(&node),
+        RunMode::Confirm,
+        None,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let input = event::spawn_input(tx.clone(), Arc::clone(&stop));
     let result = {
         // Restores even when initialisation fails halfway.
         let _restore = Restore;
-        let channels = Channels {
+        let mut ctx = Context {
             rx,
             tx,
             refresh_now,
+            worker: &worker,
+            audit,
+            node,
         };
-        ratatui::try_init()
+        let result = ratatui::try_init()
             .map_err(TuiError::from)
-            .and_then(|mut terminal| event_loop(&mut terminal, options, &node, &channels))
+            .and_then(|mut terminal| event_loop(&mut terminal, options, &mut ctx));
+        // Stop reading keys before the terminal is restored: what is typed
+        // after that is the shell's. The input thread stops within one
+        // poll; its errors no longer matter.
+        stop.store(true, Ordering::Relaxed);
+        let _ = input.join();
+        result
     };
-    stop.store(true, Ordering::Relaxed);
     signals.close();
-    // The input thread stops within one poll; its errors no longer matter.
-    let _ = input.join();
+    // Exiting while ggml computes on the worker thread is best avoided; a
+    // model still loading is not waited for long.
+    let _ = worker.stop(WORKER_STOP);
     result
 }
 
-/// The main loop's ends of the channels.
-struct Channels {
+/// `live`, or `simulated: NAME`, as the audit log names the node.
+fn node_label(node: &Node) -> String {
+    match node {
+        Node::Live => "live".into(),
+        Node::Simulated(sim) => match &sim.snapshot.source {
+            Source::Simulated { name } => format!("simulated: {name}"),
+            _ => "simulated".into(),
+        },
+    }
+}
+
+/// What the main loop works with besides the app.
+struct Context<'w> {
     /// Every event.
     rx: mpsc::Receiver<Event>,
     /// For events the loop itself produces (command results).
     tx: mpsc::Sender<Event>,
     /// Asks the refresher to probe now.
     refresh_now: mpsc::Sender<()>,
+    /// The model's thread.
+    worker: &'w Worker,
+    /// The session's audit log.
+    audit: AuditLog,
+    /// The node commands run on.
+    node: Arc<Node>,
 }
 
 /// Receive, update, act, draw, until the app quits.
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     options: Options,
-    node: &Arc<Node>,
-    ch: &Channels,
+    ctx: &mut Context<'_>,
 ) -> Result<(), TuiError> {
     let size = terminal.size()?;
     let area = ratatui::layout::Rect::new(0, 0, size.width, size.height);
-    let mut app = App::new(options.theme, options.refresh, area);
+    let mut app = App::new(options.theme, options.refresh, area).with_rounds(options.rounds);
     terminal.draw(|f| ui::draw(f, &app))?;
     loop {
-        let event = match ch.rx.recv_timeout(TICK) {
+        let event = match ctx.rx.recv_timeout(TICK) {
             Ok(e) => e,
             Err(mpsc::RecvTimeoutError::Timeout) => Event::Tick(Instant::now()),
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         };
-        let outcome = app.update(event);
-        match outcome.action {
-            Some(AppAction::Quit) => return Ok(()),
-            Some(AppAction::Refresh) => {
-                // The refresher runs as long as this loop does.
-                let _ = ch.refresh_now.send(());
-            }
-            Some(AppAction::Copy(text)) => {
-                let out = terminal.backend_mut();
-                out.write_all(osc52(&text).as_bytes())?;
-                out.flush()?;
-            }
-            Some(AppAction::Run(i)) => {
-                if let Some(p) = app.proposals().get(i) {
-                    spawn_run(Arc::clone(node), p.verdict.clone(), ch.tx.clone());
+        audit_event(&mut ctx.audit, &event);
+        let mut outcome = app.update(event);
+        // An action may lead to another (a failed send to the worker).
+        while let Some(action) = outcome.action.take() {
+            let next = match action {
+                AppAction::Quit => return Ok(()),
+                AppAction::Refresh => {
+                    // The refresher runs as long as this loop does.
+                    let _ = ctx.refresh_now.send(());
+                    None
                 }
+                AppAction::Copy(text) => {
+                    let out = terminal.backend_mut();
+                    out.write_all(osc52(&text).as_bytes())?;
+                    out.flush()?;
+                    None
+                }
+                AppAction::Run(i) => {
+                    if let Some(p) = app.proposals().get(i) {
+                        record_approval(&mut ctx.audit, &p.verdict);
+                        spawn_run(Arc::clone(&ctx.node), p.verdict.clone(), ctx.tx.clone());
+                    }
+                    None
+                }
+                AppAction::Ask(ask) => ask_worker(&app, ctx, ask),
+                AppAction::Cancel => {
+                    ctx.worker.cancel();
+                    None
+                }
+            };
+            if let Some(event) = next {
+                outcome = app.update(event);
             }
-            // The copilot is not wired into the TUI yet. The app has shown
-            // what it can: a note for a question, the guard's explanation
-            // for `x`.
-            Some(AppAction::Ask(_) | AppAction::Explain(_)) | None => {}
         }
         if outcome.redraw {
             terminal.draw(|f| ui::draw(f, &app))?;
         }
     }
+}
+
+/// Sends `ask` to the model's thread with the node as the app sees it.
+/// Returns the event that ends the question when it cannot be sent.
+fn ask_worker(app: &App, ctx: &mut Context<'_>, ask: Ask) -> Option<Event> {
+    if ask.round == 1 {
+        ctx.audit.record(Record::Question {
+            text: ask.prompt.clone(),
+        });
+    }
+    let Some(snapshot) = app.snapshot() else {
+        // The app asks only after the first snapshot.
+        return Some(Event::Model(Message::Done(Err(STOPPED.into()))));
+    };
+    let question = Question {
+        snapshot: snapshot.clone(),
+        findings: app.findings().to_vec(),
+        history: app.history().to_vec(),
+        prompt: ask.prompt,
+    };
+    if ctx.worker.ask(question) {
+        None
+    } else {
+        Some(Event::Model(Message::Done(Err(STOPPED.into()))))
+    }
+}
+
+/// Why no answer comes when the model's thread is gone.
+const STOPPED: &str = "the model's thread stopped; restart sigma to ask again";
+
+/// Records what `event` brings that the audit log keeps: answers with
+/// their proposals, and finished commands.
+fn audit_event(audit: &mut AuditLog, event: &Event) {
+    match event {
+        Event::Model(Message::Done(Ok(reply))) => {
+            audit.record(Record::Answer {
+                model: reply.model.clone(),
+                chars: reply.answer.chars().count(),
+                total_ms: reply.timings.total_ms,
+            });
+            for (i, p) in reply.proposals.iter().enumerate() {
+                audit.record(Record::Proposal {
+                    n: i + 1,
+                    command: p.command.clone(),
+                    purpose: p.purpose.clone(),
+                    tier: p.verdict.tier,
+                    rule: p.verdict.rule.clone(),
+                });
+            }
+        }
+        Event::CommandDone(r) => audit.record(Record::Execution {
+            command: r.command.clone(),
+            exit_code: r.exit_code,
+            duration_ms: r.duration_ms,
+            output_bytes: r.output.len(),
+            dropped_bytes: r.dropped_bytes,
+            error: r.error.clone(),
+        }),
+        _ => {}
+    }
+}
+
+/// Records that the user approved `verdict`: Enter on a read-only
+/// command, or the program's name typed for any other.
+fn record_approval(audit: &mut AuditLog, verdict: &Verdict) {
+    let reason = match verdict.tier {
+        Tier::ReadOnly => "read-only: Enter in the TUI",
+        _ => "program name typed in the TUI",
+    };
+    audit.record(Record::Approval {
+        command: verdict.command.clone(),
+        approved: true,
+        by: Decider::User,
+        reason: reason.into(),
+    });
 }
 
 /// Runs an approved verdict through the guard's executor on a thread of
@@ -227,11 +393,19 @@ fn execute(node: &Node, verdict: &Verdict) -> CommandResult {
             command,
             output: format!("{}{}", run.stdout.text, run.stderr.text),
             status: run.exit.to_string(),
+            exit_code: Some(run.exit.code()),
+            duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
+            dropped_bytes: run.stdout.dropped_bytes + run.stderr.dropped_bytes,
+            error: None,
         },
         Err(e) => CommandResult {
             command,
             output: String::new(),
             status: e.to_string(),
+            exit_code: None,
+            duration_ms: 0,
+            dropped_bytes: 0,
+            error: Some(e.to_string()),
         },
     }
 }

@@ -11,10 +11,12 @@ use ratatui::layout::Rect;
 use ratatui::style::Color;
 
 use super::app::App;
-use super::event::{Event, Refresh};
+use super::event::{CommandResult, Event, Refresh};
 use super::theme::Theme;
 use super::ui;
 use crate::checks;
+use crate::copilot::worker::Message;
+use crate::copilot::{Proposal as CopilotProposal, Reply, Timings};
 
 const NODE: &str = "h100x8-thermal-throttle";
 
@@ -116,7 +118,7 @@ fn at_80x24_the_header_table_findings_and_status_show() {
         "throttle flags, worst first:\n{s}"
     );
     assert!(s.contains("WARN GPU 2"), "findings pane:\n{s}");
-    assert!(s.contains("model: not loaded"), "{s}");
+    assert!(s.contains("model: loading..."), "{s}");
     assert_eq!(s.lines().count(), 24);
 }
 
@@ -280,7 +282,164 @@ fn the_input_line_and_the_question_show() {
     press(&mut a, KeyCode::Enter);
     let s = screen(&a);
     assert!(s.contains("you: is gpu 2 ok"), "{s}");
-    assert!(s.contains("the model is not loaded"), "{s}");
+    assert!(s.contains("the question waits for it"), "{s}");
+}
+
+fn model(a: &mut App, m: Message) {
+    a.update(Event::Model(m));
+}
+
+/// Asks `question` through the input line; the model is loaded first.
+fn ask(a: &mut App, question: &str) {
+    model(
+        a,
+        Message::Loaded {
+            model: "tiny.gguf".into(),
+            seconds: 0.1,
+        },
+    );
+    press(a, KeyCode::Char('/'));
+    for c in question.chars() {
+        press(a, KeyCode::Char(c));
+    }
+    press(a, KeyCode::Enter);
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn the_status_line_follows_the_model() {
+    let mut a = app(unicode(), 80, 24);
+    ask(&mut a, "why is GPU 2 slow?");
+    assert!(last_line(&screen(&a)).starts_with("model: tiny.gguf starting"));
+    model(
+        &mut a,
+        Message::Prefill {
+            done: 0,
+            total: 180,
+        },
+    );
+    assert!(
+        last_line(&screen(&a))
+            .starts_with("model: reading the question 0/180 tokens (Esc cancels)"),
+        "{}",
+        screen(&a)
+    );
+    model(
+        &mut a,
+        Message::Text {
+            piece: "GPU 2 is ".into(),
+            tokens: 12,
+            tokens_per_s: 8.46,
+        },
+    );
+    let s = screen(&a);
+    assert!(
+        last_line(&s).starts_with("model: generating 12 tokens, 8.5 tok/s (Esc cancels)"),
+        "{s}"
+    );
+    assert!(s.contains("sigma: GPU 2 is"), "the answer streams:\n{s}");
+    model(&mut a, Message::Done(Ok(reply())));
+    let s = screen(&a);
+    assert!(
+        last_line(&s).starts_with("model: tiny.gguf ready (last answer 9.0 tok/s)"),
+        "{s}"
+    );
+    model(
+        &mut a,
+        Message::LoadFailed("no model: run `sigma model pull`".into()),
+    );
+    assert!(last_line(&screen(&a)).starts_with("model: no model: run `sigma model pull`"));
+}
+
+fn reply() -> Reply {
+    Reply {
+        answer: "GPU 2 is thermally throttled at 86C.".into(),
+        proposals: vec![
+            CopilotProposal::new("nvidia-smi -q -d TEMPERATURE -i 2", "temperatures of GPU 2"),
+            CopilotProposal::new("nvidia-smi -r -i 2", "reset GPU 2"),
+        ],
+        model: "tiny.gguf".into(),
+        timings: Timings {
+            tokens_per_s: 9.0,
+            ..Timings::default()
+        },
+    }
+}
+
+#[test]
+fn a_reply_shows_its_answer_and_proposals_with_tier_rule_and_purpose() {
+    for (theme, w, h) in [(unicode(), 120, 40), (ascii(), 80, 24)] {
+        let mut a = app(theme, w, h);
+        ask(&mut a, "why is GPU 2 slow?");
+        model(&mut a, Message::Done(Ok(reply())));
+        let s = screen(&a);
+        assert!(s.contains("Proposals from sigma"), "{s}");
+        assert!(s.contains("sigma: GPU 2 is thermally throttled"), "{s}");
+        assert!(s.contains("[ro] nvidia-smi -q -d TEMPERATURE -i 2"), "{s}");
+        assert!(s.contains("Proposals from sigma 1/2"), "{s}");
+        if h >= 40 {
+            assert!(s.contains("[rw] nvidia-smi -r -i 2"), "{s}");
+        } else {
+            press(&mut a, KeyCode::Char('j'));
+            let s = screen(&a);
+            assert!(
+                s.contains("[rw] nvidia-smi -r -i 2"),
+                "the list scrolls:\n{s}"
+            );
+            assert!(s.contains("Proposals from sigma 2/2"), "{s}");
+        }
+        assert!(s.contains("temperatures of GPU 2"), "the purpose:\n{s}");
+        if theme.ascii {
+            assert!(s.is_ascii(), "{s}");
+        } else {
+            assert!(s.contains("state-changing"), "the rule:\n{s}");
+        }
+    }
+}
+
+#[test]
+fn running_shows_the_output_and_confirming_the_program() {
+    let mut a = app(ascii(), 80, 24);
+    ask(&mut a, "why is GPU 2 slow?");
+    model(&mut a, Message::Done(Ok(reply())));
+    press(&mut a, KeyCode::Enter);
+    assert!(
+        last_line(&screen(&a)).starts_with("running: nvidia-smi -q -d TEMPERATURE -i 2"),
+        "{}",
+        screen(&a)
+    );
+    a.update(Event::CommandDone(CommandResult {
+        command: "nvidia-smi -q -d TEMPERATURE -i 2".into(),
+        output: "GPU Current Temp : 86 C\n".into(),
+        status: "exit code 0".into(),
+        exit_code: Some(0),
+        duration_ms: 2,
+        dropped_bytes: 0,
+        error: None,
+    }));
+    let s = screen(&a);
+    assert!(s.contains("$ nvidia-smi -q -d TEMPERATURE -i 2"), "{s}");
+    assert!(s.contains("GPU Current Temp : 86 C"), "{s}");
+    assert!(s.contains("sending the output back"), "{s}");
+    model(&mut a, Message::Done(Ok(reply())));
+    press(&mut a, KeyCode::Char('j'));
+    press(&mut a, KeyCode::Enter);
+    let s = screen(&a);
+    assert!(s.contains("Type 'nvidia-smi'"), "{s}");
+    assert!(s.is_ascii(), "{s}");
+}
+
+#[test]
+fn resizing_redraws_at_the_new_size() {
+    let mut a = app(unicode(), 120, 40);
+    a.update(Event::Resize(80, 24));
+    let s = screen(&a);
+    assert_eq!(s.lines().count(), 24);
+    assert!(s.lines().all(|l| l.chars().count() == 80));
+    assert_gpu_rows(&s);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! Strings built from values are small functions here, so wording changes
 //! touch one file and tests can name what they expect.
 
+use super::app::{ModelState, Work};
 use super::keys::{Intent, key_for};
 use crate::guard::Tier;
 
@@ -12,6 +13,8 @@ pub const GPUS: &str = "GPUs";
 pub const FINDINGS: &str = "Findings";
 /// Title of the proposals pane.
 pub const PROPOSALS: &str = "Proposals";
+/// Title of the proposals pane when they come from the copilot.
+pub const PROPOSALS_COPILOT: &str = "Proposals from sigma";
 /// Title of the conversation pane.
 pub const CONVERSATION: &str = "Conversation";
 /// Title of the help overlay.
@@ -90,17 +93,63 @@ pub fn status_hint() -> String {
     .join("  ")
 }
 
-/// Model state in the status line.
-pub fn model_status(model: Option<&str>) -> String {
-    match model {
-        None => "model: not loaded".into(),
-        Some(name) => format!("model: {name}"),
+/// The model's state and work in the status line: loading, reading the
+/// prompt, generating with its speed, ready, or why it failed.
+pub fn model_status(model: &ModelState, work: Work) -> String {
+    // Only Esc cancels (not the other Back keys), so name it.
+    let cancel = "Esc";
+    match (model, work) {
+        (_, Work::Cancelling) => "model: cancelling...".into(),
+        (_, Work::Prefill(done, total)) => {
+            format!("model: reading the question {done}/{total} tokens ({cancel} cancels)")
+        }
+        (_, Work::Generating(tokens, rate)) => {
+            format!("model: generating {tokens} tokens, {rate:.1} tok/s ({cancel} cancels)")
+        }
+        (ModelState::Loading, Work::Waiting) => {
+            "model: loading... (the question waits for it)".into()
+        }
+        (ModelState::Loading, _) => "model: loading...".into(),
+        (ModelState::Ready { name, .. }, Work::Waiting) => format!("model: {name} starting"),
+        (
+            ModelState::Ready {
+                name,
+                last_rate: None,
+            },
+            Work::Idle,
+        ) => format!("model: {name} ready"),
+        (
+            ModelState::Ready {
+                name,
+                last_rate: Some(rate),
+            },
+            Work::Idle,
+        ) => format!("model: {name} ready (last answer {rate:.1} tok/s)"),
+        (ModelState::Failed(reason), _) => format!("model: {reason}"),
     }
 }
 
-/// Note added when a question is asked but no model is loaded.
-pub const MODEL_NOT_LOADED_NOTE: &str =
-    "the model is not loaded: the question is kept, no answer will come";
+/// Note when a question is sent while another is being answered.
+pub const STILL_ANSWERING: &str = "an answer is still being generated: wait, or Esc to cancel it";
+/// Note when a question is sent before the node was probed once.
+pub const STILL_PROBING: &str = "the node is still being probed: send the question in a moment";
+/// Note after a cancelled answer.
+pub const CANCELLED: &str = "answer cancelled";
+/// Note when a reply proposes no command.
+pub const NO_COMMANDS: &str = "the answer proposes no command; the list is unchanged";
+/// Notice when the proposals changed under a confirmation or an edit.
+pub const PROPOSALS_CHANGED: &str =
+    "the proposals changed (a new answer came): select the command again";
+
+/// Note when the copilot could not answer.
+pub fn no_answer(reason: &str) -> String {
+    format!("no answer: {reason}")
+}
+
+/// Note before a follow-up round: the outputs go back to the model.
+pub fn follow_up(round: usize, rounds: usize) -> String {
+    format!("sending the output back to the model (answer {round} of at most {rounds})")
+}
 
 /// The header's refresh part: `refreshed 12:00:01`, with the age when stale.
 pub fn refreshed(time: &str, stale_secs: Option<u64>) -> String {
@@ -189,9 +238,9 @@ pub fn intent_help(intent: Intent) -> &'static str {
         Intent::PrevPane => "previous pane",
         Intent::Activate => "open finding / run proposal",
         Intent::Details => "finding details",
-        Intent::Back => "back / close",
+        Intent::Back => "back / close (Esc also cancels an answer)",
         Intent::Edit => "edit the selected proposal",
-        Intent::Explain => "explain the selected proposal",
+        Intent::Explain => "explain each argument of the selected command",
         Intent::Copy => "copy selection (OSC 52)",
         Intent::Refresh => "refresh the doctor now",
     }

@@ -438,7 +438,19 @@ fn verdict_line(p: &Proposal) -> String {
 
 fn proposals(frame: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let mut block = pane(app, strings::PROPOSALS, Focus::Proposals);
+    let title = if app.proposals_from_copilot() {
+        strings::PROPOSALS_COPILOT
+    } else {
+        strings::PROPOSALS
+    };
+    // A short pane (80x24) shows one proposal: the position tells there are more.
+    let n = app.proposals().len();
+    let title = if n > 1 {
+        format!("{title} {}/{n}", app.selected_proposal() + 1)
+    } else {
+        title.to_string()
+    };
+    let mut block = pane(app, &title, Focus::Proposals);
     if app.proposals().is_empty() {
         frame.render_widget(
             Paragraph::new(Line::styled(strings::NO_PROPOSALS, t.dim())).block(block),
@@ -517,7 +529,7 @@ fn status(frame: &mut Frame, app: &App, area: Rect) {
     }
     let left: Cow<str> = match app.note() {
         Some(note) => Cow::Borrowed(note),
-        None => Cow::Owned(strings::model_status(app.model())),
+        None => Cow::Owned(strings::model_status(app.model(), app.work())),
     };
     let line = Line::from(vec![
         Span::styled(t.clean(&left).into_owned(), t.heading()),

@@ -103,6 +103,14 @@ pub enum GgmlError {
         /// Number of dimensions given.
         dims: usize,
     },
+    /// Data could not be encoded in a type.
+    #[error("cannot encode as {ty}: {why}; choose another --type")]
+    Quantize {
+        /// The target type.
+        ty: String,
+        /// Why not.
+        why: String,
+    },
 }
 
 /// Routes ggml's log through a filter once per process: only errors are
@@ -137,6 +145,8 @@ impl GgmlType {
     pub const I64: Self = Self(sys::GGML_TYPE_I64);
     /// 8-bit block quantization, one scale per 32 values.
     pub const Q8_0: Self = Self(sys::GGML_TYPE_Q8_0);
+    /// 4-bit block quantization, one scale per 32 values.
+    pub const Q4_0: Self = Self(sys::GGML_TYPE_Q4_0);
 
     /// Weight types the engine loads and multiplies; others are refused at
     /// load time with an error that lists these.
@@ -199,6 +209,55 @@ impl GgmlType {
             .map(|t| t.name())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The type named `name` (ggml's spelling, case-insensitive: `f16`,
+    /// `q4_K`, `q8_0`), if it exists.
+    pub fn from_name(name: &str) -> Option<Self> {
+        (0..sys::GGML_TYPE_COUNT)
+            .map(Self)
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Encodes `data` (rows of `n_per_row` values) in this type with ggml's
+    /// own quantization routines (f32 and f16 included).
+    pub fn quantize(self, data: &[f32], n_per_row: usize) -> Result<Vec<u8>, GgmlError> {
+        let bad = |why: String| GgmlError::Quantize {
+            ty: self.name(),
+            why,
+        };
+        if n_per_row == 0 || !data.len().is_multiple_of(n_per_row) {
+            return Err(bad(format!(
+                "{} values are not whole rows of {n_per_row}",
+                data.len()
+            )));
+        }
+        let row = self.row_size(n_per_row as i64).ok_or_else(|| {
+            bad(format!(
+                "rows of {n_per_row} values are not a multiple of its block size"
+            ))
+        })?;
+        // SAFETY: in-range type (row_size checked it).
+        if unsafe { sys::ggml_quantize_requires_imatrix(self.0) } {
+            return Err(bad("it needs an importance matrix".into()));
+        }
+        let n_rows = data.len() / n_per_row;
+        let mut out = vec![0u8; row * n_rows];
+        // SAFETY: `data` holds n_rows * n_per_row floats and `out` exactly
+        // the bytes ggml writes for them; no importance matrix.
+        let written = unsafe {
+            sys::ggml_quantize_chunk(
+                self.0,
+                data.as_ptr(),
+                out.as_mut_ptr().cast(),
+                0,
+                n_rows as i64,
+                n_per_row as i64,
+                std::ptr::null(),
+            )
+        };
+        debug_assert_eq!(written, out.len());
+        Ok(out)
     }
 }
 
@@ -577,12 +636,12 @@ fn as_bytes<T: Copy>(data: &[T]) -> &[u8] {
 }
 
 /// A no-alloc ggml context: tensor metadata only.
-struct Context(NonNull<sys::ggml_context>);
+pub(super) struct Context(pub(super) NonNull<sys::ggml_context>);
 
 impl Context {
     /// A context of `mem_size` bytes, in `mem_buffer` if non-NULL (which must
     /// then hold `mem_size` bytes and outlive the context).
-    fn new(mem_size: usize, mem_buffer: *mut c_void) -> Self {
+    pub(super) fn new(mem_size: usize, mem_buffer: *mut c_void) -> Self {
         let params = sys::ggml_init_params {
             mem_size,
             mem_buffer,
@@ -754,6 +813,11 @@ impl GraphScratch {
 pub struct Graph<'g> {
     ctx: Context,
     gf: NonNull<sys::ggml_cgraph>,
+    /// Rust ops of [`Graph::custom`] nodes; their addresses are the nodes'
+    /// userdata, so they live as long as the graph. Boxed twice: userdata
+    /// is a thin pointer, and it must not move when the Vec grows.
+    #[allow(clippy::vec_box)]
+    ops: std::cell::RefCell<Vec<Box<Box<dyn CustomOp + 'g>>>>,
     _scratch: PhantomData<&'g mut GraphScratch>,
 }
 
@@ -769,6 +833,7 @@ impl<'g> Graph<'g> {
         Self {
             ctx,
             gf: NonNull::new(gf).expect("ggml_new_graph_custom returned NULL"),
+            ops: std::cell::RefCell::new(Vec::new()),
             _scratch: PhantomData,
         }
     }
@@ -964,9 +1029,11 @@ impl<'g> Graph<'g> {
 
     /// Fused attention: softmax(q k^T * scale + mask) v with f32 accumulation.
     ///
-    /// q: head_dim x n_tokens x n_head; k, v: head_dim x n_kv x n_head_kv
-    /// (f16); mask: n_kv x n_tokens (f16). Returns head_dim x n_head x
-    /// n_tokens. Needs equal K and V head counts.
+    /// q: head_dim_k x n_tokens x n_head; k: head_dim_k x n_kv x n_head_k;
+    /// v: head_dim_v x n_kv x n_head_v; mask: n_kv x n_tokens (f16). Returns
+    /// head_dim_v x n_head x n_tokens. K and V head counts may differ (each
+    /// must divide n_head): ggml's CPU kernel maps query head `i` to K head
+    /// `i / (n_head / n_head_k)` and V head `i / (n_head / n_head_v)` apart.
     pub fn flash_attn(
         &self,
         q: Tensor<'g>,
@@ -992,6 +1059,141 @@ impl<'g> Graph<'g> {
         unsafe { sys::ggml_prec_set_acc(t, sys::GGML_PREC_F32) };
         self.wrap(t)
     }
+}
+
+impl<'g> Graph<'g> {
+    /// A node computed by Rust code: `op` runs on every compute thread with
+    /// the node's inputs `args` (in order) and an f32 output of dims `ne`.
+    /// Each thread must write a disjoint part of the output.
+    pub fn custom(
+        &self,
+        ne: [i64; 4],
+        args: &[Tensor<'g>],
+        op: Box<dyn CustomOp + 'g>,
+    ) -> Tensor<'g> {
+        assert!(args.len() <= 10, "ggml nodes take at most 10 inputs");
+        let mut raw: Vec<*mut sys::ggml_tensor> = args.iter().map(|t| t.raw.as_ptr()).collect();
+        let boxed: Box<Box<dyn CustomOp + 'g>> = Box::new(op);
+        let userdata = (&*boxed as *const Box<dyn CustomOp + 'g>)
+            .cast_mut()
+            .cast::<c_void>();
+        self.ops.borrow_mut().push(boxed);
+        // SAFETY: live context and tensors; `userdata` points into a box the
+        // graph keeps until it is dropped, after every compute of it.
+        self.wrap(unsafe {
+            sys::ggml_custom_4d(
+                self.c(),
+                sys::GGML_TYPE_F32,
+                ne[0],
+                ne[1],
+                ne[2],
+                ne[3],
+                raw.as_mut_ptr(),
+                raw.len() as c_int,
+                Some(run_custom_op),
+                -1,
+                userdata,
+            )
+        })
+    }
+}
+
+/// Rust code run as a graph node (see [`Graph::custom`]).
+pub trait CustomOp: Send + Sync {
+    /// Computes this thread's share (`ith` of `nth`) of the node.
+    fn run(&self, io: &CustomIo<'_>, ith: usize, nth: usize);
+}
+
+/// What a [`CustomOp`] sees: its inputs, read-only, and its output.
+pub struct CustomIo<'a> {
+    dst: NonNull<sys::ggml_tensor>,
+    _node: PhantomData<&'a sys::ggml_tensor>,
+}
+
+impl CustomIo<'_> {
+    /// Input `i` (the order given to [`Graph::custom`]).
+    fn src(&self, i: usize) -> &sys::ggml_tensor {
+        // SAFETY: a live node whose first inputs are the custom op's args.
+        let src = unsafe { (*self.dst.as_ptr()).src[i] };
+        assert!(!src.is_null(), "custom op input {i} is missing");
+        // SAFETY: non-null input tensor of a live node.
+        unsafe { &*src }
+    }
+
+    /// Data of input `i`, all of it, as elements of `T` (the caller names the
+    /// type the tensor holds: `f32` for F32, `u16` for F16 bits).
+    fn src_data<T>(&self, i: usize, ty: GgmlType) -> &[T] {
+        let t = self.src(i);
+        assert_eq!(t.type_, ty.0, "custom op input {i} has another type");
+        // SAFETY: live tensor; ggml_nbytes covers its data, which the
+        // allocator placed before the node runs.
+        let n = unsafe { sys::ggml_nbytes(t) } / std::mem::size_of::<T>();
+        // SAFETY: allocated data of n elements of T, not written during the op.
+        unsafe { std::slice::from_raw_parts(t.data.cast::<T>(), n) }
+    }
+
+    /// Input `i`, an F32 tensor, as values.
+    pub fn src_f32(&self, i: usize) -> &[f32] {
+        self.src_data(i, GgmlType::F32)
+    }
+
+    /// Input `i`, an F16 tensor, as raw half-precision bits.
+    pub fn src_f16(&self, i: usize) -> &[u16] {
+        self.src_data(i, GgmlType::F16)
+    }
+
+    /// Elements of the (f32) output.
+    pub fn dst_len(&self) -> usize {
+        // SAFETY: live node.
+        unsafe { sys::ggml_nelements(self.dst.as_ptr()) as usize }
+    }
+
+    /// Writes `values` into the output from element `at` on.
+    ///
+    /// # Panics
+    /// If the range is outside the output.
+    pub fn write(&self, at: usize, values: &[f32]) {
+        assert!(
+            at + values.len() <= self.dst_len(),
+            "custom op writes past its output"
+        );
+        // SAFETY: in-bounds range of the allocated f32 output; threads write
+        // disjoint ranges (the CustomOp contract), so no two writes overlap.
+        unsafe {
+            let out = (*self.dst.as_ptr()).data.cast::<f32>().add(at);
+            std::ptr::copy_nonoverlapping(values.as_ptr(), out, values.len());
+        }
+    }
+}
+
+/// ggml's callback for [`Graph::custom`] nodes.
+unsafe extern "C" fn run_custom_op(
+    dst: *mut sys::ggml_tensor,
+    ith: c_int,
+    nth: c_int,
+    userdata: *mut c_void,
+) {
+    // SAFETY: userdata is the `Box<dyn CustomOp>` given in Graph::custom,
+    // alive while the graph is; dst is the live node.
+    let op = unsafe { &*userdata.cast::<Box<dyn CustomOp>>() };
+    let Some(dst) = NonNull::new(dst) else { return };
+    let io = CustomIo {
+        dst,
+        _node: PhantomData,
+    };
+    let run = std::panic::AssertUnwindSafe(|| op.run(&io, ith as usize, nth as usize));
+    if std::panic::catch_unwind(run).is_err() {
+        // Unwinding into C is undefined; a panicking kernel is a bug.
+        eprintln!("sigma: internal error in a custom graph op; aborting");
+        std::process::abort();
+    }
+}
+
+/// Converts half-precision bits to f32 with ggml's vectorised routine.
+pub fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
+    let n = src.len().min(dst.len());
+    // SAFETY: both slices hold at least n elements; ggml_fp16_t is u16.
+    unsafe { sys::ggml_cpu_fp16_to_fp32(src.as_ptr(), dst.as_mut_ptr(), n as i64) };
 }
 
 /// RoPE settings passed to every rope op (see ggml's `ggml_rope_ext`).

@@ -1,4 +1,4 @@
-//! Safe reader for the metadata and tensor directory of a GGUF file.
+//! Safe reader and writer for GGUF files.
 //!
 //! [`GgufFile::open`] checks the file itself first (exists, `GGUF` magic,
 //! long enough for every tensor it declares) so the common failures get our
@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 
 use llama_cpp_sys_2 as sys;
+
+use super::ggml::{Context, GgmlError, GgmlType};
 
 /// The four bytes every GGUF file starts with.
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -524,6 +526,177 @@ impl GgufFile {
                 })
                 .collect()
         }
+    }
+}
+
+/// Builds a GGUF file in memory and writes it (used by `sigma model convert`
+/// and `sigma model tiny`).
+///
+/// Keys are typed by the setter used; tensors are added with their encoded
+/// bytes (see [`GgmlType::quantize`]). [`GgufWriter::write`] goes through a
+/// temporary file and a rename, so a failed write never leaves a file that
+/// looks complete.
+pub struct GgufWriter {
+    ctx: NonNull<sys::gguf_context>,
+    /// Tensor headers handed to `gguf_add_tensor`.
+    meta: Context,
+    /// Tensor data, kept alive until the file is written.
+    data: Vec<(CString, Vec<u8>)>,
+    capacity: usize,
+}
+
+impl Drop for GgufWriter {
+    fn drop(&mut self) {
+        // SAFETY: owned context, freed once.
+        unsafe { sys::gguf_free(self.ctx.as_ptr()) }
+    }
+}
+
+/// A C string for a key or name (NUL bytes replaced).
+fn c_str(s: &str) -> CString {
+    CString::new(s.replace('\0', "?")).unwrap_or_default()
+}
+
+impl GgufWriter {
+    /// An empty file with room for `max_tensors` tensors.
+    pub fn new(max_tensors: usize) -> Self {
+        // SAFETY: plain constructor; aborts rather than return NULL.
+        let ctx = NonNull::new(unsafe { sys::gguf_init_empty() }).expect("gguf_init_empty");
+        // SAFETY: plain size computation.
+        let bytes = unsafe { sys::ggml_tensor_overhead() } * max_tensors.max(1);
+        Self {
+            ctx,
+            meta: Context::new(bytes, std::ptr::null_mut()),
+            data: Vec::new(),
+            capacity: max_tensors,
+        }
+    }
+
+    /// Sets `key` to an unsigned 32-bit value.
+    pub fn set_u32(&mut self, key: &str, v: u32) {
+        // SAFETY: live context, NUL-terminated key.
+        unsafe { sys::gguf_set_val_u32(self.ctx.as_ptr(), c_str(key).as_ptr(), v) }
+    }
+
+    /// Sets `key` to a 32-bit float.
+    pub fn set_f32(&mut self, key: &str, v: f32) {
+        // SAFETY: as above.
+        unsafe { sys::gguf_set_val_f32(self.ctx.as_ptr(), c_str(key).as_ptr(), v) }
+    }
+
+    /// Sets `key` to a boolean.
+    pub fn set_bool(&mut self, key: &str, v: bool) {
+        // SAFETY: as above.
+        unsafe { sys::gguf_set_val_bool(self.ctx.as_ptr(), c_str(key).as_ptr(), v) }
+    }
+
+    /// Sets `key` to a string.
+    pub fn set_str(&mut self, key: &str, v: &str) {
+        // SAFETY: as above; ggml copies the value.
+        unsafe { sys::gguf_set_val_str(self.ctx.as_ptr(), c_str(key).as_ptr(), c_str(v).as_ptr()) }
+    }
+
+    /// Sets `key` to an array of strings.
+    pub fn set_str_array(&mut self, key: &str, items: &[String]) {
+        let owned: Vec<CString> = items.iter().map(|s| c_str(s)).collect();
+        let ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
+        // SAFETY: `ptrs` holds `len` live NUL-terminated strings; ggml copies them.
+        unsafe {
+            sys::gguf_set_arr_str(
+                self.ctx.as_ptr(),
+                c_str(key).as_ptr(),
+                ptrs.as_ptr().cast_mut(),
+                ptrs.len(),
+            )
+        }
+    }
+
+    /// Sets `key` to an array of 32-bit integers.
+    pub fn set_i32_array(&mut self, key: &str, items: &[i32]) {
+        // SAFETY: `items` holds `len` i32 values; ggml copies them.
+        unsafe {
+            sys::gguf_set_arr_data(
+                self.ctx.as_ptr(),
+                c_str(key).as_ptr(),
+                sys::GGUF_TYPE_INT32,
+                items.as_ptr().cast(),
+                items.len(),
+            )
+        }
+    }
+
+    /// Adds tensor `name` of type `ty` and dims `ne` (ggml order) with its
+    /// encoded bytes.
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        ty: GgmlType,
+        ne: &[i64],
+        bytes: Vec<u8>,
+    ) -> Result<(), GgmlError> {
+        if self.data.len() >= self.capacity {
+            return Err(GgmlError::ArenaFull(self.capacity));
+        }
+        if ne.is_empty() || ne.len() > 4 {
+            return Err(GgmlError::BadRank {
+                name: name.to_owned(),
+                dims: ne.len(),
+            });
+        }
+        let expected = ty
+            .row_size(ne[0])
+            .map(|r| r * ne[1..].iter().product::<i64>().max(1) as usize);
+        if expected != Some(bytes.len()) {
+            return Err(GgmlError::SizeMismatch {
+                name: name.to_owned(),
+                expected: expected.unwrap_or(0),
+                got: bytes.len(),
+            });
+        }
+        let c_name = c_str(name);
+        // SAFETY: live no-alloc context with room (capacity checked); ne has
+        // 1..=4 entries. The header only describes the tensor.
+        unsafe {
+            let t = sys::ggml_new_tensor(
+                self.meta.0.as_ptr(),
+                ty.0,
+                ne.len() as std::ffi::c_int,
+                ne.as_ptr(),
+            );
+            sys::ggml_set_name(t, c_name.as_ptr());
+            sys::gguf_add_tensor(self.ctx.as_ptr(), t);
+        }
+        self.data.push((c_name, bytes));
+        Ok(())
+    }
+
+    /// Writes the file to `path` (through `path.tmp` and a rename).
+    pub fn write(&mut self, path: &Path) -> Result<(), GgufError> {
+        for (name, bytes) in &self.data {
+            // SAFETY: the tensor was added under this name with this size;
+            // `bytes` lives until the writer is dropped.
+            unsafe {
+                sys::gguf_set_tensor_data(self.ctx.as_ptr(), name.as_ptr(), bytes.as_ptr().cast())
+            };
+        }
+        let io = |source: std::io::Error| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let c_tmp = CString::new(tmp.as_os_str().as_encoded_bytes())
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        // SAFETY: live context with every tensor's data set; valid path.
+        let ok = unsafe { sys::gguf_write_to_file(self.ctx.as_ptr(), c_tmp.as_ptr(), false) };
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(std::io::Error::other(
+                "ggml could not write the file (directory missing or not writable?)",
+            )));
+        }
+        std::fs::rename(&tmp, path).map_err(io)
     }
 }
 

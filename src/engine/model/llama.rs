@@ -1,12 +1,20 @@
-//! Llama and Qwen2: one graph builder for both.
+//! Llama, Qwen2 and Sigma: one graph builder for the three.
 //!
 //! Qwen2 is llama with biases on the Q, K and V projections and NeoX RoPE
-//! (see [`super::Architecture::rope_mode`]). The graph follows llama.cpp's
-//! `llm_build_llama` op for op (RMSNorm, Q/K/V, RoPE, flash attention on the
-//! f16 KV cache, output projection, residual, RMSNorm, SwiGLU FFN, residual),
-//! so greedy output matches llama.cpp token for token.
+//! (see [`super::Architecture::rope_mode`]). Sigma is llama with DiffQKV
+//! attention (K and V each with their own head count) and an optional
+//! augmented-Q MLP, `q = W_down(silu(W_gate q) * (W_up q))`. The graph follows
+//! llama.cpp's `llm_build_llama` op for op (RMSNorm, Q/K/V, RoPE, flash
+//! attention on the KV cache, output projection, residual, RMSNorm, SwiGLU
+//! FFN, residual), so greedy output matches llama.cpp token for token.
+//!
+//! Attention never expands K or V to the query head count: ggml's flash
+//! attention maps query head `i` to K head `i / (n_head / n_head_k)` and V
+//! head `i / (n_head / n_head_v)` as it reads them, which is the paper's
+//! `floor(i * n_k / n_q)` and `floor(i * n_v / n_q)`.
 
 use super::{Architecture, ForwardInputs, HParams};
+use crate::engine::attention::DecodeAttention;
 use crate::engine::error::EngineError;
 use crate::engine::ffi::ggml::{Graph, Tensor};
 use crate::engine::kv_cache::KvCache;
@@ -15,8 +23,11 @@ use crate::engine::weights::{WeightRef, Weights};
 /// Whether `name` is a weight the graph multiplies as a matrix (these may be
 /// stored in a repacked layout).
 pub fn is_matmul_weight(name: &str) -> bool {
-    const SUFFIXES: [&str; 7] = [
+    const SUFFIXES: [&str; 10] = [
         ".attn_q.weight",
+        ".attn_q_gate.weight",
+        ".attn_q_up.weight",
+        ".attn_q_down.weight",
         ".attn_k.weight",
         ".attn_v.weight",
         ".attn_output.weight",
@@ -34,6 +45,8 @@ pub struct LayerWeights {
     attn_norm: WeightRef,
     /// `(n_embd, n_head * head_dim_k)`
     wq: WeightRef,
+    /// Augmented Q (Sigma with `query_aug_length > 0`).
+    aug_q: Option<AugQWeights>,
     /// `(n_embd, n_head_k * head_dim_k)`
     wk: WeightRef,
     /// `(n_embd, n_head_v * head_dim_v)`
@@ -56,7 +69,17 @@ pub struct LayerWeights {
     ffn_down: WeightRef,
 }
 
-/// All weights of a llama/qwen2 model, named as in the GGUF file.
+/// The augmented-Q MLP of one block.
+pub struct AugQWeights {
+    /// `(n_head * head_dim_k, n_aug_q)`
+    gate: WeightRef,
+    /// `(n_head * head_dim_k, n_aug_q)`
+    up: WeightRef,
+    /// `(n_aug_q, n_head * head_dim_k)`
+    down: WeightRef,
+}
+
+/// All weights of a llama/qwen2/sigma model, named as in the GGUF file.
 pub struct LlamaWeights {
     /// `(n_embd, n_vocab)`, read by row
     tok_embd: WeightRef,
@@ -85,15 +108,26 @@ impl LlamaWeights {
         let bias = |name: &str, n: i64| -> Result<Option<WeightRef>, EngineError> {
             match hp.arch {
                 Architecture::Qwen2 => w.require(name, &[n], arch).map(Some),
-                Architecture::Llama => w.optional(name, &[n], arch),
+                Architecture::Llama | Architecture::Sigma => w.optional(name, &[n], arch),
             }
         };
+        let n_aug = hp.n_aug_q as i64;
         let layers = (0..hp.n_layer)
             .map(|i| {
                 let t = |s: &str| format!("blk.{i}.{s}");
+                let aug_q = if n_aug > 0 {
+                    Some(AugQWeights {
+                        gate: w.require(&t("attn_q_gate.weight"), &[n_q, n_aug], arch)?,
+                        up: w.require(&t("attn_q_up.weight"), &[n_q, n_aug], arch)?,
+                        down: w.require(&t("attn_q_down.weight"), &[n_aug, n_q], arch)?,
+                    })
+                } else {
+                    None
+                };
                 Ok(LayerWeights {
                     attn_norm: w.require(&t("attn_norm.weight"), &[n_embd], arch)?,
                     wq: w.require(&t("attn_q.weight"), &[n_embd, n_q], arch)?,
+                    aug_q,
                     wk: w.require(&t("attn_k.weight"), &[n_embd, n_k], arch)?,
                     wv: w.require(&t("attn_v.weight"), &[n_embd, n_v], arch)?,
                     bq: bias(&t("attn_q.bias"), n_q)?,
@@ -160,7 +194,12 @@ pub fn forward<'g>(
         let cur = g.mul(g.rms_norm(x, eps), w(l.attn_norm));
 
         // Q, K, V projections: (head_dim, n_heads, n_tokens)
-        let q = linear(g, w(l.wq), l.bq.map(w), cur);
+        let mut q = linear(g, w(l.wq), l.bq.map(w), cur);
+        if let Some(a) = &l.aug_q {
+            // augmented Q: (n_aug_q, n_tokens) hidden, back to (n_head * hd_k, n_tokens)
+            let hidden = g.swiglu(g.mul_mat(w(a.gate), q), g.mul_mat(w(a.up), q));
+            q = g.mul_mat(w(a.down), hidden);
+        }
         let k = linear(g, w(l.wk), l.bk.map(w), cur);
         let v = linear(g, w(l.wv), l.bv.map(w), cur);
         let q = g.reshape(q, &[hd_k, n_head, n_tokens]);
@@ -187,8 +226,25 @@ pub fn forward<'g>(
         let v_seen = kv.view(g, v_all, il, false, inp.n_kv);
 
         // attention: softmax(q k^T / sqrt(d) + mask) v -> (head_dim_v, n_head, n_tokens)
-        let q = g.permute(q, [0, 2, 1, 3]);
-        let att = g.flash_attn(q, k_seen, v_seen, inp.mask, kq_scale);
+        let att = match inp.fused_decode.filter(|_| n_tokens == 1) {
+            Some(fused) => {
+                let op = DecodeAttention {
+                    n_head: hp.n_head,
+                    n_head_k: hp.n_head_k,
+                    n_head_v: hp.n_head_v,
+                    head_dim_k: hp.head_dim_k,
+                    head_dim_v: hp.head_dim_v,
+                    n_kv: inp.n_filled,
+                    scale: kq_scale,
+                    select_v: fused.select_v,
+                };
+                g.custom([hd_v * n_head, 1, 1, 1], &[q, k_all, v_all], Box::new(op))
+            }
+            None => {
+                let q = g.permute(q, [0, 2, 1, 3]);
+                g.flash_attn(q, k_seen, v_seen, inp.mask, kq_scale)
+            }
+        };
         let att = g.reshape(att, &[hd_v * n_head, n_tokens]);
         let mut cur = g.named(g.mul_mat(w(l.wo), att), &format!("attn_out-{il}"));
 

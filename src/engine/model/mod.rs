@@ -20,10 +20,11 @@ pub mod llama;
 
 use std::path::Path;
 
+use super::attention::SelectV;
 use super::error::EngineError;
 use super::ffi::ggml::{Backend, Graph, RopeParams, Tensor};
 use super::ffi::gguf::GgufFile;
-use super::kv_cache::{KvCache, KvLayout};
+use super::kv_cache::{CacheTypes, KvCache, KvLayout};
 use super::weights::Weights;
 
 /// A model family with a graph builder here.
@@ -33,17 +34,21 @@ pub enum Architecture {
     Llama,
     /// Qwen2 / Qwen2.5: llama with Q/K/V biases and NeoX RoPE.
     Qwen2,
+    /// Sigma: DiffQKV attention (separate K and V head counts) with an
+    /// optional augmented-Q MLP (`model/SIGMA-GGUF.md`).
+    Sigma,
 }
 
 impl Architecture {
     /// Every supported architecture.
-    pub const ALL: [Self; 2] = [Self::Llama, Self::Qwen2];
+    pub const ALL: [Self; 3] = [Self::Llama, Self::Qwen2, Self::Sigma];
 
     /// The `general.architecture` value.
     pub fn gguf_name(self) -> &'static str {
         match self {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
+            Self::Sigma => "sigma",
         }
     }
 
@@ -54,11 +59,11 @@ impl Architecture {
 
     /// ggml's RoPE mode for the architecture, as llama.cpp uses it:
     /// llama's converter permutes Q/K rows so the normal (adjacent pairs)
-    /// mode applies; Qwen2 keeps HF's layout and rotates halves (NeoX).
+    /// mode applies; Qwen2 and Sigma keep HF's layout and rotate halves (NeoX).
     pub fn rope_mode(self) -> i32 {
         match self {
             Self::Llama => 0,
-            Self::Qwen2 => 2,
+            Self::Qwen2 | Self::Sigma => 2,
         }
     }
 
@@ -88,6 +93,8 @@ pub struct HParams {
     pub n_head_k: usize,
     /// Value heads (equal to key heads for llama/qwen2; separate for DiffQKV).
     pub n_head_v: usize,
+    /// Width of the augmented-Q MLP (Sigma only; 0 = none).
+    pub n_aug_q: usize,
     /// Size of one query/key head.
     pub head_dim_k: usize,
     /// Size of one value head.
@@ -133,7 +140,16 @@ impl HParams {
         let a = arch_name.as_str();
         let n_embd = count(gguf, &format!("{a}.embedding_length"), None)?;
         let n_head = count(gguf, &format!("{a}.attention.head_count"), None)?;
-        let n_head_kv = count(gguf, &format!("{a}.attention.head_count_kv"), Some(n_head))?;
+        // DiffQKV stores K and V head counts apart; GQA models share one.
+        let (n_head_k, n_head_v) = if arch == Architecture::Sigma {
+            (
+                count(gguf, &format!("{a}.attention.head_count_k"), None)?,
+                count(gguf, &format!("{a}.attention.head_count_v"), None)?,
+            )
+        } else {
+            let n = count(gguf, &format!("{a}.attention.head_count_kv"), Some(n_head))?;
+            (n, n)
+        };
         let head_dim_k = count(
             gguf,
             &format!("{a}.attention.key_length"),
@@ -146,23 +162,38 @@ impl HParams {
         )?;
         let n_rot = count(gguf, &format!("{a}.rope.dimension_count"), Some(head_dim_k))?;
         let n_ctx_train = count(gguf, &format!("{a}.context_length"), None)?;
+        let n_aug_q = match gguf.get::<u64>(&format!("{a}.attention.query_aug_length"))? {
+            Some(w) if arch == Architecture::Sigma => usize::try_from(w).unwrap_or(0),
+            _ => 0,
+        };
         let bad = |key: String, problem: String| EngineError::HyperParameter {
             path: path.to_path_buf(),
             key,
             problem,
         };
-        if n_head % n_head_kv != 0 {
-            return Err(bad(
-                format!("{a}.attention.head_count_kv"),
-                format!("({n_head_kv}) must divide the query head count {n_head}"),
-            ));
+        let (k_key, v_key) = if arch == Architecture::Sigma {
+            ("head_count_k", "head_count_v")
+        } else {
+            ("head_count_kv", "head_count_kv")
+        };
+        for (key, n) in [(k_key, n_head_k), (v_key, n_head_v)] {
+            if n_head % n != 0 {
+                return Err(bad(
+                    format!("{a}.attention.{key}"),
+                    format!("({n}) must divide the query head count {n_head}"),
+                ));
+            }
         }
-        if n_rot != head_dim_k || head_dim_k != head_dim_v {
+        if n_rot != head_dim_k {
             return Err(bad(
                 format!("{a}.rope.dimension_count"),
-                format!(
-                    "({n_rot}) must equal the key ({head_dim_k}) and value ({head_dim_v}) head sizes for {a}"
-                ),
+                format!("({n_rot}) must equal the key head size {head_dim_k}"),
+            ));
+        }
+        if arch != Architecture::Sigma && head_dim_k != head_dim_v {
+            return Err(bad(
+                format!("{a}.attention.value_length"),
+                format!("({head_dim_v}) must equal the key head size ({head_dim_k}) for {a}"),
             ));
         }
         let scaling: Option<String> = gguf.get(&format!("{a}.rope.scaling.type"))?;
@@ -204,8 +235,9 @@ impl HParams {
             n_layer: count(gguf, &format!("{a}.block_count"), None)?,
             n_ff: count(gguf, &format!("{a}.feed_forward_length"), None)?,
             n_head,
-            n_head_k: n_head_kv,
-            n_head_v: n_head_kv,
+            n_head_k,
+            n_head_v,
+            n_aug_q,
             head_dim_k,
             head_dim_v,
             n_rot,
@@ -222,11 +254,19 @@ impl HParams {
         })
     }
 
-    /// The KV cache layout of every layer (f16 K and V, each with its own
-    /// head count and size).
-    pub fn kv_layouts(&self) -> Vec<(KvLayout, KvLayout)> {
-        let k = KvLayout::f16(self.n_head_k, self.head_dim_k);
-        let v = KvLayout::f16(self.n_head_v, self.head_dim_v);
+    /// The KV cache layout of every layer: K and V each with its own head
+    /// count, head size and element type.
+    pub fn kv_layouts(&self, types: CacheTypes) -> Vec<(KvLayout, KvLayout)> {
+        let k = KvLayout {
+            n_head: self.n_head_k,
+            head_dim: self.head_dim_k,
+            ty: types.k,
+        };
+        let v = KvLayout {
+            n_head: self.n_head_v,
+            head_dim: self.head_dim_v,
+            ty: types.v,
+        };
         vec![(k, v); self.n_layer]
     }
 }
@@ -248,8 +288,20 @@ pub struct ForwardInputs<'g> {
     pub kv_rows: Tensor<'g>,
     /// Causal mask, f16 `[n_kv, n_tokens]`: 0 where a token may attend, -inf elsewhere.
     pub mask: Tensor<'g>,
-    /// Cache positions visible to attention.
+    /// Cache positions visible to attention (padded; the mask hides the
+    /// rows past the filled ones).
     pub n_kv: usize,
+    /// Cache positions filled once this batch is written (unpadded).
+    pub n_filled: usize,
+    /// The fused decode-step attention (f16 caches, one token), if chosen.
+    pub fused_decode: Option<FusedDecode>,
+}
+
+/// Settings of the fused decode-step attention ([`crate::engine::attention`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FusedDecode {
+    /// Selective V fetching.
+    pub select_v: Option<SelectV>,
 }
 
 /// The graph builder of each architecture.
@@ -272,7 +324,7 @@ impl Model {
         let backend = Backend::cpu(opts.n_threads)?;
         let weights = Weights::load(gguf, &backend, &llama::is_matmul_weight)?;
         let blocks = match hparams.arch {
-            Architecture::Llama | Architecture::Qwen2 => {
+            Architecture::Llama | Architecture::Qwen2 | Architecture::Sigma => {
                 Blocks::Llama(llama::LlamaWeights::bind(&weights, &hparams)?)
             }
         };

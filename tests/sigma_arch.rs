@@ -1,0 +1,685 @@
+//! The Sigma architecture (DiffQKV attention with augmented Q) against an
+//! independent reference.
+//!
+//! The reference below is a plain-Rust f32 forward pass written from the
+//! formulas in `model/SIGMA-GGUF.md` (straight loops, no ggml, no engine
+//! code): it reads the weights from the Hugging Face checkpoint our own
+//! code writes (`write_dir`), while the engine runs the GGUF converted from
+//! that checkpoint (`HfCheckpoint` + `write_gguf`). Random models with and
+//! without AugQ and several Q/K/V head ratios must agree on every logit.
+//!
+//! Tolerances: f32 models, f32 KV cache: |ours - ref| <= 1e-4 * max|ref| per
+//! position (f32 round-off from different summation orders is ~1e-6 of the
+//! largest logit; 1e-4 leaves room and still catches any wrong head mapping,
+//! which moves logits by tens of percent). q8_0 weights: 8e-2 (ggml
+//! multiplies q8_0 weights by activations also rounded to 8-bit blocks, so
+//! each product carries ~2 x 0.4% error, compounded over two blocks and an
+//! f16 cache; measured worst 4.2e-2) plus the same greedy choice wherever
+//! the reference's top-2 margin exceeds that error. f16 weights and cache:
+//! 5e-3 (measured worst 2.1e-3).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::SafeTensors;
+use sigma::engine::convert::hf::{HfCheckpoint, write_dir};
+use sigma::engine::convert::tiny::TinyModel;
+use sigma::engine::convert::{ConvertError, ModelConfig, write_gguf};
+use sigma::engine::ffi::ggml::GgmlType;
+use sigma::engine::ffi::gguf::GgufFile;
+use sigma::engine::kv_cache::CacheTypes;
+use sigma::engine::model::{Architecture, FusedDecode, LoadOptions, Model};
+use sigma::engine::registry::Registry;
+use sigma::engine::session::{Session, SessionOptions};
+use sigma::engine::tokenizer::TokenizerSpec;
+
+/// The tiny default model's tokenizer (a real vocabulary).
+fn tokenizer() -> TokenizerSpec {
+    let registry = Registry::load().expect("registry");
+    let path = registry
+        .locate(Some(registry.tiny_model()), false)
+        .expect("the tiny model is pulled (scripts/test.sh does it)");
+    TokenizerSpec::from_gguf(&GgufFile::open(&path).expect("open")).expect("tokenizer")
+}
+
+/// A Sigma config with `heads` = (q, k, v), head size 8 and AugQ `aug`.
+fn config(heads: (usize, usize, usize), aug: usize) -> ModelConfig {
+    let (n_head, n_head_k, n_head_v) = heads;
+    ModelConfig {
+        arch: Architecture::Sigma,
+        n_vocab: 0,
+        n_embd: 8 * n_head,
+        n_layer: 2,
+        n_ff: 96,
+        n_head,
+        n_head_k,
+        n_head_v,
+        head_dim: 8,
+        head_dim_v: 8,
+        n_aug_q: aug,
+        rms_eps: 1e-5,
+        rope_theta: 10_000.0,
+        n_ctx: 256,
+        tied_embeddings: true,
+    }
+}
+
+/// Weights of a Hugging Face checkpoint, f32, by name.
+struct Weights {
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    config: serde_json::Value,
+}
+
+impl Weights {
+    fn read(dir: &Path) -> Self {
+        let bytes = std::fs::read(dir.join("model.safetensors")).expect("safetensors");
+        let st = SafeTensors::deserialize(&bytes).expect("parse");
+        let tensors = st
+            .tensors()
+            .into_iter()
+            .map(|(name, v)| {
+                let data = v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (name, (v.shape().to_vec(), data))
+            })
+            .collect();
+        let config = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json")).expect("config"),
+        )
+        .expect("json");
+        Self { tensors, config }
+    }
+
+    fn get(&self, name: &str) -> &[f32] {
+        &self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .1
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn usize(&self, key: &str) -> usize {
+        self.config[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("config {key}")) as usize
+    }
+}
+
+/// `y = W x` for `W` of `rows x cols`, row-major (Hugging Face `[out, in]`).
+fn matvec(w: &[f32], x: &[f32]) -> Vec<f32> {
+    let cols = x.len();
+    w.chunks_exact(cols)
+        .map(|row| row.iter().zip(x).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
+fn rms_norm(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let s = 1.0 / (ms + eps).sqrt();
+    x.iter().zip(g).map(|(v, g)| v * s * g).collect()
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Rotate-half (NeoX) RoPE of every `d`-sized head of `x` at position `pos`.
+fn rope(x: &mut [f32], d: usize, pos: usize, theta: f32) {
+    for head in x.chunks_exact_mut(d) {
+        for i in 0..d / 2 {
+            let freq = theta.powf(-2.0 * i as f32 / d as f32);
+            let (sin, cos) = (pos as f32 * freq).sin_cos();
+            let (a, b) = (head[i], head[i + d / 2]);
+            head[i] = a * cos - b * sin;
+            head[i + d / 2] = a * sin + b * cos;
+        }
+    }
+}
+
+/// The reference forward pass: logits after each token of `tokens`.
+fn reference(w: &Weights, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let n_embd = w.usize("hidden_size");
+    let n_layer = w.usize("num_hidden_layers");
+    let n_q = w.usize("num_attention_heads");
+    let n_k = w.usize("num_key_heads");
+    let n_v = w.usize("num_value_heads");
+    let d = w.usize("head_dim");
+    let eps = w.config["rms_norm_eps"].as_f64().unwrap() as f32;
+    let theta = w.config["rope_theta"].as_f64().unwrap() as f32;
+    let embd = w.get("model.embed_tokens.weight");
+    let head_w = if w.has("lm_head.weight") {
+        w.get("lm_head.weight")
+    } else {
+        embd
+    };
+    // per layer: cached K (n_k * d per position) and V (n_v * d per position)
+    let mut k_cache: Vec<Vec<Vec<f32>>> = vec![Vec::new(); n_layer];
+    let mut v_cache: Vec<Vec<Vec<f32>>> = vec![Vec::new(); n_layer];
+    let mut out = Vec::new();
+    for (pos, &tok) in tokens.iter().enumerate() {
+        let t = tok as usize;
+        let mut x = embd[t * n_embd..(t + 1) * n_embd].to_vec();
+        for l in 0..n_layer {
+            let p = |s: &str| format!("model.layers.{l}.{s}");
+            let h = rms_norm(&x, w.get(&p("input_layernorm.weight")), eps);
+            let mut q = matvec(w.get(&p("self_attn.q_proj.weight")), &h);
+            if w.has(&p("self_attn.q_gate_proj.weight")) {
+                let gate = matvec(w.get(&p("self_attn.q_gate_proj.weight")), &q);
+                let up = matvec(w.get(&p("self_attn.q_up_proj.weight")), &q);
+                let hidden: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| silu(*g) * u).collect();
+                q = matvec(w.get(&p("self_attn.q_down_proj.weight")), &hidden);
+            }
+            let mut k = matvec(w.get(&p("self_attn.k_proj.weight")), &h);
+            let v = matvec(w.get(&p("self_attn.v_proj.weight")), &h);
+            rope(&mut q, d, pos, theta);
+            rope(&mut k, d, pos, theta);
+            k_cache[l].push(k);
+            v_cache[l].push(v);
+            let mut attn = vec![0.0f32; n_q * d];
+            for i in 0..n_q {
+                let kh = i * n_k / n_q;
+                let vh = i * n_v / n_q;
+                let qi = &q[i * d..(i + 1) * d];
+                let scores: Vec<f32> = k_cache[l]
+                    .iter()
+                    .map(|k| {
+                        let kj = &k[kh * d..(kh + 1) * d];
+                        qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() / (d as f32).sqrt()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let exps: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f32 = exps.iter().sum();
+                for (j, e) in exps.iter().enumerate() {
+                    let vj = &v_cache[l][j][vh * d..(vh + 1) * d];
+                    for c in 0..d {
+                        attn[i * d + c] += e / sum * vj[c];
+                    }
+                }
+            }
+            let o = matvec(w.get(&p("self_attn.o_proj.weight")), &attn);
+            x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
+            let h = rms_norm(&x, w.get(&p("post_attention_layernorm.weight")), eps);
+            let gate = matvec(w.get(&p("mlp.gate_proj.weight")), &h);
+            let up = matvec(w.get(&p("mlp.up_proj.weight")), &h);
+            let act: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| silu(*g) * u).collect();
+            let f = matvec(w.get(&p("mlp.down_proj.weight")), &act);
+            x.iter_mut().zip(&f).for_each(|(a, b)| *a += b);
+        }
+        let h = rms_norm(&x, w.get("model.norm.weight"), eps);
+        out.push(matvec(head_w, &h));
+    }
+    out
+}
+
+/// Logits of the engine after each token, evaluating one token at a time.
+fn engine_logits(gguf: &Path, tokens: &[u32], cache: CacheTypes) -> Vec<Vec<f32>> {
+    let file = GgufFile::open(gguf).expect("open gguf");
+    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let mut s = Session::with_options(
+        &model,
+        64,
+        SessionOptions {
+            cache,
+            fused_decode: None,
+        },
+    )
+    .expect("session");
+    tokens
+        .iter()
+        .map(|&t| s.eval(&[t]).expect("eval").to_vec())
+        .collect()
+}
+
+/// Last-position logits of the engine for `tokens` in one batch.
+fn engine_batch(gguf: &Path, tokens: &[u32]) -> Vec<f32> {
+    let file = GgufFile::open(gguf).expect("open gguf");
+    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let f32_cache = CacheTypes {
+        k: GgmlType::F32,
+        v: GgmlType::F32,
+    };
+    let mut s = Session::with_options(
+        &model,
+        64,
+        SessionOptions {
+            cache: f32_cache,
+            fused_decode: None,
+        },
+    )
+    .expect("session");
+    s.eval(tokens).expect("eval").to_vec()
+}
+
+/// Largest |a - b| / max|b| over one position.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+/// Sequences of 20 token ids, deterministic, spread over the vocabulary.
+fn sequences(n_vocab: usize) -> Vec<Vec<u32>> {
+    (0..3u64)
+        .map(|s| {
+            (0..20u64)
+                .map(|i| ((s * 7919 + i * 104_729 + 13) % n_vocab as u64) as u32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Writes a random Sigma model as an HF checkpoint, converts it to `ty`,
+/// and returns (checkpoint dir, gguf path).
+fn make(
+    dir: &Path,
+    cfg: ModelConfig,
+    seed: u64,
+    ty: GgmlType,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let model = TinyModel::new(cfg, tokenizer(), seed).expect("tiny model");
+    let hf = dir.join("hf");
+    write_dir(&model, &hf).expect("write checkpoint");
+    let ckpt = HfCheckpoint::open(&hf, None).expect("reopen checkpoint");
+    let gguf = dir.join("model.gguf");
+    write_gguf(&ckpt, ty, "test", &gguf).expect("convert");
+    (hf, gguf)
+}
+
+#[test]
+fn f32_sigma_models_match_the_reference_on_every_logit() {
+    let f32_cache = CacheTypes {
+        k: GgmlType::F32,
+        v: GgmlType::F32,
+    };
+    for (heads, aug) in [
+        ((8, 2, 4), 96),
+        ((8, 2, 4), 0),
+        ((8, 1, 8), 48),
+        ((6, 3, 3), 0),
+        ((6, 3, 3), 72),
+        ((4, 4, 4), 32),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (hf, gguf) = make(tmp.path(), config(heads, aug), 7, GgmlType::F32);
+        let w = Weights::read(&hf);
+        let n_vocab = w.usize("vocab_size");
+        let mut worst = 0.0f32;
+        for seq in sequences(n_vocab) {
+            let want = reference(&w, &seq);
+            let got = engine_logits(&gguf, &seq, f32_cache);
+            for (pos, (g, r)) in got.iter().zip(&want).enumerate() {
+                let e = rel_err(g, r);
+                worst = worst.max(e);
+                assert!(
+                    e <= 1e-4,
+                    "heads {heads:?} aug {aug}: position {pos} off by {e:e}"
+                );
+            }
+            // one batched prefill gives the same last position
+            let batch = engine_batch(&gguf, &seq);
+            let e = rel_err(&batch, want.last().unwrap());
+            assert!(
+                e <= 1e-4,
+                "heads {heads:?} aug {aug}: batched prefill off by {e:e}"
+            );
+        }
+        eprintln!("heads {heads:?} aug {aug}: worst relative error {worst:e}");
+    }
+}
+
+#[test]
+fn quantized_sigma_models_stay_close_to_the_reference() {
+    for (ty, cache, tol) in [
+        (GgmlType::F16, CacheTypes::default(), 5e-3),
+        (GgmlType::Q8_0, CacheTypes::default(), 8e-2),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (hf, gguf) = make(tmp.path(), config((8, 2, 4), 96), 11, ty);
+        let w = Weights::read(&hf);
+        let seq = &sequences(w.usize("vocab_size"))[0];
+        let want = reference(&w, seq);
+        let got = engine_logits(&gguf, seq, cache);
+        let mut worst = 0.0f32;
+        for (pos, (g, r)) in got.iter().zip(&want).enumerate() {
+            let e = rel_err(g, r);
+            worst = worst.max(e);
+            assert!(e <= tol, "{}: position {pos} off by {e:e}", ty.name());
+            let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+            let mut sorted = r.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let scale = sorted[0].abs().max(sorted.last().unwrap().abs());
+            if sorted[0] - sorted[1] > 2.0 * tol * scale {
+                assert_eq!(
+                    argmax(g),
+                    argmax(r),
+                    "{}: greedy choice at {pos}",
+                    ty.name()
+                );
+            }
+        }
+        eprintln!("{}: worst relative error {worst:e}", ty.name());
+    }
+}
+
+#[test]
+fn diffqkv_and_gqa_paths_agree_on_an_equal_head_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (hf, sigma_gguf) = make(tmp.path(), config((8, 2, 2), 0), 3, GgmlType::F32);
+    let as_llama = HfCheckpoint::open(&hf, Some(Architecture::Llama)).expect("open as llama");
+    let llama_gguf = tmp.path().join("llama.gguf");
+    write_gguf(&as_llama, GgmlType::F32, "test", &llama_gguf).expect("convert as llama");
+    let arch = |p: &Path| -> String {
+        GgufFile::open(p)
+            .unwrap()
+            .require("general.architecture")
+            .unwrap()
+    };
+    assert_eq!(arch(&sigma_gguf), "sigma");
+    assert_eq!(arch(&llama_gguf), "llama");
+    let f32_cache = CacheTypes {
+        k: GgmlType::F32,
+        v: GgmlType::F32,
+    };
+    let seq = &sequences(1000)[1];
+    let a = engine_logits(&sigma_gguf, seq, f32_cache);
+    let b = engine_logits(&llama_gguf, seq, f32_cache);
+    for (pos, (x, y)) in a.iter().zip(&b).enumerate() {
+        let e = rel_err(x, y);
+        assert!(e <= 1e-4, "position {pos}: sigma and llama differ by {e:e}");
+    }
+}
+
+#[test]
+fn model_info_reports_k_and_v_cache_bytes_apart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("tiny.gguf");
+    let o = common::run(&[
+        "model",
+        "tiny",
+        "--arch",
+        "sigma",
+        "--heads",
+        "32,4,16",
+        "--hidden",
+        "256",
+        "--head-dim",
+        "16",
+        "--aug-q",
+        "384",
+        "--layers",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = common::run(&["model", "info", "--json", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(info["arch"], "sigma");
+    assert_eq!(info["n_head_k"], 4);
+    assert_eq!(info["n_head_v"], 16);
+    assert_eq!(info["query_aug_length"], 384);
+    // 3 layers x heads x 16 values x 2 bytes (f16)
+    assert_eq!(info["kv_k_bytes_per_token"], 3 * 4 * 16 * 2);
+    assert_eq!(info["kv_v_bytes_per_token"], 3 * 16 * 16 * 2);
+    let text = common::stdout(&common::run(&["model", "info", out.to_str().unwrap()]));
+    assert!(text.contains("32 query, 4 key, 16 value"), "{text}");
+    // and it runs end to end with the real tokenizer
+    let o = common::run(&[
+        "generate",
+        "--model",
+        out.to_str().unwrap(),
+        "--greedy",
+        "-n",
+        "8",
+        "--prompt",
+        "nvidia-smi",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+}
+
+#[test]
+fn tiny_models_are_deterministic_for_a_seed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    for (name, seed) in [("a.gguf", "5"), ("b.gguf", "5"), ("c.gguf", "6")] {
+        let o = common::run(&["model", "tiny", "--seed", seed, "--out", &path(name)]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+    }
+    let read = |n: &str| std::fs::read(path(n)).unwrap();
+    assert_eq!(read("a.gguf"), read("b.gguf"));
+    assert_ne!(read("a.gguf"), read("c.gguf"));
+    assert!(
+        read("a.gguf").len() < 8 << 20,
+        "the default tiny model stays a few MB"
+    );
+}
+
+/// Edits `config.json` in `dir` with `f`.
+fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("config.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, v.to_string()).unwrap();
+}
+
+#[test]
+fn bad_checkpoints_are_one_line_errors_naming_the_key_or_tensor() {
+    let convert = |hf: &Path| -> ConvertError {
+        match HfCheckpoint::open(hf, None) {
+            Err(e) => e,
+            Ok(c) => write_gguf(&c, GgmlType::F32, "t", &hf.join("out.gguf")).unwrap_err(),
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (hf, _) = make(tmp.path(), config((8, 2, 4), 0), 1, GgmlType::F32);
+
+    let mut errors = Vec::new();
+    edit_config(&hf, |c| c["num_key_heads"] = 3.into());
+    errors.push((convert(&hf).to_string(), ["num_key_heads", "must divide"]));
+    edit_config(&hf, |c| {
+        c["num_key_heads"] = 2.into();
+        c["augmented_q_dim"] = 96.into();
+    });
+    errors.push((
+        convert(&hf).to_string(),
+        ["model.layers.0.self_attn.q_gate_proj.weight", "missing"],
+    ));
+    edit_config(&hf, |c| {
+        c["augmented_q_dim"] = 0.into();
+        c["num_value_heads"] = 8.into();
+    });
+    errors.push((
+        convert(&hf).to_string(),
+        ["model.layers.0.self_attn.v_proj.weight", "shape"],
+    ));
+    edit_config(&hf, |c| c["model_type"] = "mamba".into());
+    errors.push((convert(&hf).to_string(), ["'mamba'", "sigma"]));
+    for (e, needles) in &errors {
+        assert!(needles.iter().all(|n| e.contains(n)), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+    let o = common::run(&[
+        "model",
+        "convert",
+        "--from",
+        "/nonexistent",
+        "--out",
+        "/tmp/x.gguf",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = common::stderr(&o);
+    assert!(
+        err.contains("/nonexistent") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn fused_decode_matches_flash_attention_in_the_model() {
+    let flash = SessionOptions::default();
+    let fused = SessionOptions {
+        fused_decode: Some(FusedDecode::default()),
+        ..SessionOptions::default()
+    };
+    for heads in [(8, 2, 4), (8, 1, 8), (6, 3, 3), (4, 4, 4)] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_, gguf) = make(tmp.path(), config(heads, 48), 5, GgmlType::F32);
+        let seq = &sequences(1000)[2];
+        let file = GgufFile::open(&gguf).expect("open gguf");
+        let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+        let mut a = Session::with_options(&model, 64, flash).expect("session");
+        let mut b = Session::with_options(&model, 64, fused).expect("session");
+        for (pos, &t) in seq.iter().enumerate() {
+            let x = a.eval(&[t]).expect("eval").to_vec();
+            let y = b.eval(&[t]).expect("eval").to_vec();
+            // flash attention rounds q to f16 for the K dot; the fused
+            // kernel keeps it f32: both read the same f16 cache
+            let e = rel_err(&y, &x);
+            assert!(
+                e <= 5e-3,
+                "heads {heads:?} position {pos}: fused vs flash {e:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fused_decode_needs_f16_caches() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, gguf) = make(tmp.path(), config((8, 2, 4), 0), 5, GgmlType::F32);
+    let file = GgufFile::open(&gguf).expect("open gguf");
+    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let opts = SessionOptions {
+        cache: CacheTypes {
+            k: GgmlType::Q8_0,
+            v: GgmlType::F16,
+        },
+        fused_decode: Some(FusedDecode::default()),
+    };
+    let err = Session::with_options(&model, 64, opts)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("f16") && err.contains("q8_0"), "{err}");
+}
+
+#[test]
+fn bench_diffqkv_prints_the_documented_json() {
+    let o = common::run(&[
+        "bench",
+        "diffqkv",
+        "--json",
+        "--max-prefix",
+        "4096",
+        "--reps",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let rows = j["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    for (row, prefix) in rows.iter().zip([2048, 4096]) {
+        assert_eq!(row["prefix"], prefix);
+        for key in [
+            "gqa_ms",
+            "sigma_ms",
+            "reduction_pct",
+            "select_v_ms",
+            "select_v_speedup",
+        ] {
+            assert!(
+                row[key].as_f64().is_some_and(f64::is_finite),
+                "{key} in {row}"
+            );
+        }
+        assert!(row["gqa_ms"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn bench_decodes_from_a_synthetic_long_cache_with_compressed_types() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("tiny.gguf");
+    // head size 32: whole blocks of the quantised cache types
+    let o = common::run(&[
+        "model",
+        "tiny",
+        "--hidden",
+        "256",
+        "--heads",
+        "8,2,4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    for extra in [
+        &["--cache-type-k", "q4_0", "--cache-type-v", "q8_0"][..],
+        &["--select-v", "100"][..],
+    ] {
+        let mut args = vec![
+            "bench",
+            "--model",
+            out.to_str().unwrap(),
+            "--context",
+            "2048",
+            "--synthetic-kv",
+            "--gen-tokens",
+            "4",
+            "--runs",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = common::run(&args);
+        assert!(o.status.success(), "{extra:?}: {}", common::stderr(&o));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert!(j["ours"]["decode_tok_s"].as_f64().unwrap() > 0.0, "{j}");
+        assert!(j["ours"]["prefill_tok_s"].is_null(), "{j}");
+        // 2 layers x 2 K heads / 4 V heads x 32 values
+        let (k, v) = (
+            j["kv_k_bytes_per_token"].as_u64().unwrap(),
+            j["kv_v_bytes_per_token"].as_u64().unwrap(),
+        );
+        if extra[0] == "--cache-type-k" {
+            // q4_0: 18 bytes per 32 values; q8_0: 34
+            assert_eq!((k, v), (2 * 2 * 18, 2 * 4 * 34), "{j}");
+        } else {
+            assert_eq!((k, v), (2 * 2 * 32 * 2, 2 * 4 * 32 * 2), "{j}");
+        }
+    }
+}
+
+#[test]
+fn tiny_llama_and_qwen2_models_run_end_to_end() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for arch in ["llama", "qwen2"] {
+        let out = tmp.path().join(format!("{arch}.gguf"));
+        let out = out.to_str().unwrap();
+        let o = common::run(&[
+            "model", "tiny", "--arch", arch, "--heads", "8,2,2", "--out", out,
+        ]);
+        assert!(o.status.success(), "{arch}: {}", common::stderr(&o));
+        let info = common::stdout(&common::run(&["model", "info", out]));
+        assert!(info.contains(&format!("({arch})")), "{info}");
+        let o = common::run(&[
+            "generate", "--model", out, "--greedy", "-n", "4", "--prompt", "hi",
+        ]);
+        assert!(o.status.success(), "{arch}: {}", common::stderr(&o));
+    }
+}
