@@ -160,13 +160,7 @@ impl DecodeAttention {
             let kh = *kh;
             for t0 in (0..n_kv).step_by(TILE) {
                 let t1 = (t0 + TILE).min(n_kv);
-                for t in t0..t1 {
-                    let at = t * k_stride + kh * dk;
-                    f16_to_f32(
-                        &k[at..at + dk],
-                        &mut s.tile[(t - t0) * dk..(t - t0 + 1) * dk],
-                    );
-                }
+                load_tile(k, k_stride, kh, dk, t0..t1, &mut s.tile);
                 for h in rows.clone() {
                     let r = h - heads.start;
                     let qh = &q[h * dk..(h + 1) * dk];
@@ -221,13 +215,7 @@ impl DecodeAttention {
                 for (vh, rows) in group_ranges(heads.clone(), self.n_head_v, n_q) {
                     for t0 in (0..n_kv).step_by(TILE) {
                         let t1 = (t0 + TILE).min(n_kv);
-                        for t in t0..t1 {
-                            let at = t * v_stride + vh * dv;
-                            f16_to_f32(
-                                &v[at..at + dv],
-                                &mut s.tile[(t - t0) * dv..(t - t0 + 1) * dv],
-                            );
-                        }
+                        load_tile(v, v_stride, vh, dv, t0..t1, &mut s.tile);
                         for h in rows.clone() {
                             let r = h - heads.start;
                             let acc = &mut out[r * dv..(r + 1) * dv];
@@ -244,6 +232,23 @@ impl DecodeAttention {
             }
         }
         out
+    }
+}
+
+/// Converts head `head` (of size `dim`) of cache rows `rows` (each
+/// `stride` values) to f32, one row after another at the start of `tile`.
+#[inline(always)]
+fn load_tile(
+    cache: &[u16],
+    stride: usize,
+    head: usize,
+    dim: usize,
+    rows: std::ops::Range<usize>,
+    tile: &mut [f32],
+) {
+    for (i, t) in rows.enumerate() {
+        let at = t * stride + head * dim;
+        f16_to_f32(&cache[at..at + dim], &mut tile[i * dim..(i + 1) * dim]);
     }
 }
 
