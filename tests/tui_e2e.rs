@@ -442,12 +442,13 @@ fn tui_answers_runs_and_confirms_at_80x24_in_ascii() {
 }
 
 /// `TERM=dumb` on a real terminal: no full-screen UI, no escape codes, the
-/// doctor's report in plain text instead.
+/// doctor's report in plain text instead. `CI=true` is set because it makes
+/// anstream colour a terminal it would otherwise leave plain.
 #[test]
 fn term_dumb_falls_back_to_plain_text() {
     let t = Tmux::start("dumb", 80, 24);
     t.type_text(&format!(
-        "TERM=dumb {} --simulate {SIM} tui; echo rc=$?",
+        "TERM=dumb CI=true {} --simulate {SIM} tui; echo rc=$?",
         env!("CARGO_BIN_EXE_sigma")
     ));
     t.keys(&["Enter"]);

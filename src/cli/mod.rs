@@ -101,7 +101,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    if cli.no_color {
+    // anstream's own detection colours a dumb terminal when `CI` is set;
+    // a dumb terminal shows escape codes as garbage, so it never gets them.
+    let dumb_terminal = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+    if cli.no_color || dumb_terminal {
         anstream::ColorChoice::Never.write_global();
     }
     match run(cli) {
