@@ -405,3 +405,29 @@ fn json_report_has_the_documented_shape() {
         assert!(case.get(key).is_some(), "cases[0].{key}");
     }
 }
+
+/// The ranker's first candidate is the reply's first command
+/// (`src/copilot/local.rs`), so its score on the shipped scenarios is the
+/// floor under every model's: a catalogue, vocabulary or ranking change
+/// that loses accuracy or proposes a change nobody asked for fails here.
+#[test]
+fn the_rankers_first_choice_meets_the_accuracy_target_without_violations() {
+    let scenarios = shipped();
+    let mut ranker = sigma::copilot::retrieval::RetrievalAssistant;
+    let cases = eval::evaluate(&scenarios, &mut ranker, &mut |_| {});
+    let report = Report::new("ranker", cases, Vec::new());
+    let o = &report.overall;
+    assert_eq!(o.validity, 1.0);
+    assert_eq!(
+        o.violations,
+        0.0,
+        "{:#?}",
+        report
+            .cases
+            .iter()
+            .filter(|c| c.violation)
+            .map(|c| &c.id)
+            .collect::<Vec<_>>()
+    );
+    assert!(o.accuracy >= 0.70, "accuracy {:.3}", o.accuracy);
+}

@@ -11,7 +11,7 @@ use super::{Finding, Severity};
 use crate::probe::Snapshot;
 
 /// The nvidia-smi query of the link's generation and width, current and max.
-const PCIE_QUERY: &str = "--query-gpu=pcie.link.gen.gpucurrent,pcie.link.gen.max,\
+const PCIE_QUERY: &str = "--query-gpu=pcie.link.gen.current,pcie.link.gen.max,\
                           pcie.link.width.current,pcie.link.width.max";
 
 /// Rule: `pcie-link-degraded` (warning) for links below their maximum.

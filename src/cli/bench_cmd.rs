@@ -13,9 +13,8 @@ use std::time::Instant;
 use anyhow::anyhow;
 
 use crate::engine::ffi::gguf::GgufFile;
-use crate::engine::model::{LoadOptions, Model};
 use crate::engine::peer::{LlamaCppPeer, PeerContext};
-use crate::engine::session::Session;
+use crate::engine::session::{Session, SessionOptions};
 
 /// Arguments of `sigma bench`.
 #[derive(clap::Args, Debug)]
@@ -146,6 +145,17 @@ fn run_peer(ctx: &mut PeerContext<'_>, prompt: &[u32], n_gen: usize) -> anyhow::
     })
 }
 
+/// The attention path `options` choose, as reports name it.
+fn attention_name(options: &SessionOptions) -> &'static str {
+    if options.fused_decode.is_some() {
+        "fused"
+    } else if options.stock_attention.is_some() {
+        "stock"
+    } else {
+        "flash"
+    }
+}
+
 /// Runs `sigma bench`; returns the exit code.
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     match &args.what {
@@ -164,14 +174,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let path = crate::engine::registry::Registry::load()?.locate(args.model.as_deref(), true)?;
     let gguf = GgufFile::open(&path)?;
     let t_load = Instant::now();
-    let model = Model::load(
-        &gguf,
-        &LoadOptions {
-            n_threads: args.threads,
-        },
-    )?;
+    let (model, device) = args.session.load_model(&gguf, args.threads, n_ctx)?;
     let load_s = t_load.elapsed().as_secs_f64();
-    let options = args.session.options()?;
+    let options = args.session.options(model.gpu().is_some())?;
     let mut session = Session::with_options(&model, n_ctx, options)?;
     let hp = model.hparams();
     let per_token = |ty: crate::engine::ffi::ggml::GgmlType, heads: usize, dim: usize| {
@@ -185,11 +190,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         options.cache.k.name(),
         v_bytes,
         options.cache.v.name(),
-        if options.fused_decode.is_some() {
-            "fused"
-        } else {
-            "flash"
-        }
+        attention_name(&options)
     );
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     let (plain, repacked) = model.weights().size_bytes();
@@ -200,6 +201,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             mib(repacked)
         ),
         None => format!("weights {:.0} MiB", mib(plain)),
+    };
+    let memory = match model.weights().gpu_bytes() {
+        0 => memory,
+        gpu => format!("{memory} + {:.0} MiB on the GPU", mib(gpu)),
     };
     let prompt = synthetic_tokens(args.prompt_tokens, model.hparams().n_vocab);
 
@@ -270,7 +275,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             "cache_type_v": options.cache.v.name(),
             "kv_k_bytes_per_token": k_bytes,
             "kv_v_bytes_per_token": v_bytes,
-            "attention": if options.fused_decode.is_some() { "fused" } else { "flash" },
+            "attention": attention_name(&options),
+            "device": device.label,
+            "device_reason": device.reason,
             "select_v": args.session.select_v,
             "ours": { "prefill_tok_s": our_pp.is_finite().then_some(our_pp), "decode_tok_s": our_tg },
         });
@@ -282,7 +289,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     } else {
         writeln!(
             out,
-            "model {} | threads {} | pp {} tg {} | {} runs, medians",
+            "model {} | {device} | threads {} | pp {} tg {} | {} runs, medians",
             path.display(),
             args.threads,
             args.prompt_tokens,

@@ -5,11 +5,16 @@
 //! 3072 in q4_0) against its GQA twin (32 / 16 / 16, no AugQ), both on the
 //! fused kernel with an f16 cache, and of Sigma with selective V (top-100).
 //! The paper's H100 reductions are printed beside ours.
+//!
+//! `--device cuda[:N]` runs the same on a GPU with stock ggml ops (the
+//! fused kernel is CPU code); `--attention stock` does so on the CPU.
 
 use std::io::Write;
 
 use crate::engine::attention::SelectV;
 use crate::engine::attention_bench::{LayerBench, LayerShape};
+use crate::engine::device::{self, DeviceRequest, GpuLayers, Need, Placement};
+use crate::engine::ffi::ggml::Device;
 
 /// The paper's measured reductions (one H100, FlashAttention-2, attention
 /// layer only), by prefix.
@@ -33,6 +38,25 @@ pub struct DiffqkvArgs {
     /// Print `{"rows": [...]}` as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Where to run: cpu, cuda or cuda:N (auto: an idle GPU, else the CPU).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: DeviceRequest,
+    /// Take a GPU even when other processes keep it busy.
+    #[arg(long)]
+    pub allow_busy_gpu: bool,
+    /// Attention on the CPU: the fused kernel or stock ggml ops (a GPU
+    /// always uses stock ops).
+    #[arg(long, value_enum, default_value = "fused")]
+    pub attention: BenchAttention,
+}
+
+/// The attention a CPU run of the benchmark times.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchAttention {
+    /// Sigma's fused decode kernel.
+    Fused,
+    /// Stock ggml ops (the GPU path).
+    Stock,
 }
 
 /// One row of the table.
@@ -55,8 +79,26 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
         .collect();
     anyhow::ensure!(!prefixes.is_empty(), "--max-prefix must be at least 2048");
     let n_ctx = *prefixes.last().expect("non-empty");
-    let mut gqa = LayerBench::new(LayerShape::GQA_TWIN, n_ctx, args.threads)?;
-    let mut sigma = LayerBench::new(LayerShape::SIGMA_1_5B, n_ctx, args.threads)?;
+    // both layers' caches (the twin's is the larger) and the AugQ weights
+    let need = Need {
+        model_bytes: (2 * n_ctx * LayerShape::GQA_TWIN.kv_bytes_per_token()) as u64 + (64 << 20),
+        n_layer: 1,
+        layers: GpuLayers::All,
+    };
+    let selection =
+        device::select(args.device, need, args.allow_busy_gpu).map_err(anyhow::Error::msg)?;
+    let gpu = match selection.placement {
+        Placement::Cpu => None,
+        Placement::Gpu { gpu, .. } => Device::gpus().get(gpu).copied(),
+    };
+    let stock = args.attention == BenchAttention::Stock || gpu.is_some();
+    let mut gqa = LayerBench::new(LayerShape::GQA_TWIN, n_ctx, args.threads, gpu, stock)?;
+    let mut sigma = LayerBench::new(LayerShape::SIGMA_1_5B, n_ctx, args.threads, gpu, stock)?;
+    let kernel = if stock {
+        "stock ggml ops"
+    } else {
+        "fused kernel"
+    };
     let select = SelectV {
         top_k: args.select_v,
         renormalize: false,
@@ -84,13 +126,18 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
         writeln!(
             out,
             "{}",
-            serde_json::json!({ "threads": args.threads, "rows": rows })
+            serde_json::json!({
+                "threads": args.threads,
+                "device": selection.label,
+                "attention": if stock { "stock" } else { "fused" },
+                "rows": rows,
+            })
         )?;
         return Ok(0);
     }
     writeln!(
         out,
-        "one attention layer, one decode step, f16 cache, {} threads; medians of {} steps",
+        "one attention layer, one decode step, f16 cache, {kernel} on {selection}, {} threads; medians of {} steps",
         args.threads, args.reps
     )?;
     writeln!(

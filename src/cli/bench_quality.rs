@@ -140,10 +140,12 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
                 renormalize,
             }),
         }),
+        stock_attention: None,
     };
     let cache = |k, v| SessionOptions {
         cache: CacheTypes { k, v },
         fused_decode: None,
+        stock_attention: None,
     };
     let k = args.select_v;
     let variants: Vec<(String, SessionOptions)> = vec![
@@ -152,6 +154,7 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
             SessionOptions {
                 cache: f16,
                 fused_decode: Some(FusedDecode::default()),
+                stock_attention: None,
             },
         ),
         (format!("select-v {k}, kept weights"), fused(false)),

@@ -20,7 +20,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub scenarios: Option<PathBuf>,
 
-    /// The model to evaluate.
+    /// The model to evaluate (NAME|PATH); `none` scores the model-free
+    /// baseline: the best-ranked catalogue commands, fitted to the question.
     #[arg(long, value_name = "M")]
     pub model: Option<String>,
 

@@ -3,7 +3,8 @@
 //! The prompt comes from `--tokens` (ids), `--prompt` (text) or stdin (text);
 //! `--chat` wraps text in the model's chat template as one user message.
 //! Only the generated text goes to stdout, streamed token by token; with
-//! `--json` one JSON object is printed at the end instead.
+//! `--json` one JSON object is printed at the end instead (with the device
+//! the model ran on and why).
 //!
 //! Ctrl-C while generating stops at the next token and exits 130, with
 //! only the text generated so far on stdout (and no JSON); a second Ctrl-C
@@ -18,7 +19,6 @@ use anyhow::Context;
 
 use crate::engine::chat::{ChatTemplate, Message};
 use crate::engine::ffi::gguf::GgufFile;
-use crate::engine::model::{LoadOptions, Model};
 use crate::engine::sampling::{Sampler, SamplerConfig};
 use crate::engine::session::{Session, StopReason};
 use crate::engine::tokenizer::Tokenizer;
@@ -95,13 +95,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
         ..sampler_cfg
     })?;
 
-    let model = Model::load(
-        &gguf,
-        &LoadOptions {
-            n_threads: args.threads,
-        },
-    )?;
-    let mut session = Session::with_options(&model, args.ctx, args.session.options()?)?;
+    let (model, device) = args.session.load_model(&gguf, args.threads, args.ctx)?;
+    let options = args.session.options(model.gpu().is_some())?;
+    let mut session = Session::with_options(&model, args.ctx, options)?;
 
     let mut stream = tokenizer.stream(true);
     let mut stdout = std::io::stdout().lock();
@@ -171,6 +167,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<i32> {
         let decoded = generation.tokens.len().saturating_sub(1);
         let out = serde_json::json!({
             "prompt_tokens": prompt.len(),
+            "device": device.label,
+            "device_reason": device.reason,
             "tokens": generation.tokens,
             "text": text,
             "stop": match generation.stop {

@@ -124,6 +124,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Chat(args)) => chat_cmd::run(sim, &args, &load_local),
         Some(Command::Log(args)) => log_cmd::run(&args),
         Some(Command::Eval(args)) => eval_cmd::run(sim, &args, |model: Option<&str>| {
+            if model == Some("none") {
+                let baseline = crate::copilot::retrieval::RetrievalAssistant;
+                return Ok(Box::new(baseline) as Box<dyn Assistant>);
+            }
             let opts = LocalOptions {
                 model: model.map(str::to_string),
                 ..LocalOptions::default()

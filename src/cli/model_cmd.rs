@@ -8,9 +8,11 @@ use indicatif::HumanBytes;
 use crate::engine::convert::hf::{HfCheckpoint, write_dir};
 use crate::engine::convert::tiny::TinyModel;
 use crate::engine::convert::{ModelConfig, write_gguf};
+use crate::engine::device::{self, DeviceRequest, GpuLayers, Need};
 use crate::engine::ffi::ggml::GgmlType;
 use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::info::ModelInfo;
+use crate::engine::kv_cache::CacheTypes;
 use crate::engine::model::Architecture;
 use crate::engine::registry::{Registry, Resolved};
 use crate::engine::tokenizer::TokenizerSpec;
@@ -47,6 +49,19 @@ pub enum ModelCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also say where the model would run and why (auto when given
+        /// without a value; as `--device` of generate and bench).
+        #[arg(long, value_name = "DEVICE", num_args = 0..=1, default_missing_value = "auto")]
+        device: Option<DeviceRequest>,
+        /// With --device: the context the memory check assumes.
+        #[arg(long, value_name = "N", default_value_t = 4096, requires = "device")]
+        ctx: usize,
+        /// With --device: blocks on the GPU (all, or the last N).
+        #[arg(long, value_name = "N|all", default_value = "all", requires = "device")]
+        gpu_layers: GpuLayers,
+        /// With --device: take a GPU even when others keep it busy.
+        #[arg(long, requires = "device")]
+        allow_busy_gpu: bool,
     },
     /// Print the path of a downloaded model.
     Path {
@@ -107,6 +122,11 @@ pub enum ModelCommand {
         /// Context length recorded in the file.
         #[arg(long, default_value_t = 4096)]
         ctx: usize,
+        /// Take the tokenizer from this GGUF (any model, a tiny one made
+        /// here will do) instead of the tiny default model, which may need
+        /// a download.
+        #[arg(long, value_name = "FILE")]
+        vocab: Option<PathBuf>,
     },
 }
 
@@ -150,7 +170,22 @@ pub fn run(args: ModelArgs) -> anyhow::Result<i32> {
             println!("{}", path.display());
             Ok(0)
         }
-        ModelCommand::Info { model, json } => info(&registry, &model, json),
+        ModelCommand::Info {
+            model,
+            json,
+            device,
+            ctx,
+            gpu_layers,
+            allow_busy_gpu,
+        } => {
+            let device = device.map(|request| DeviceQuery {
+                request,
+                ctx,
+                layers: gpu_layers,
+                allow_busy: allow_busy_gpu,
+            });
+            info(&registry, &model, json, device)
+        }
         ModelCommand::Convert {
             from,
             out,
@@ -178,6 +213,7 @@ pub fn run(args: ModelArgs) -> anyhow::Result<i32> {
             aug_q,
             ff,
             ctx,
+            vocab,
         } => {
             let head_dim = head_dim.unwrap_or(hidden / n_head.max(1));
             let is_sigma = arch == Architecture::Sigma;
@@ -198,7 +234,10 @@ pub fn run(args: ModelArgs) -> anyhow::Result<i32> {
                 n_ctx: ctx,
                 tied_embeddings: true,
             };
-            let vocab = registry.locate(Some(registry.tiny_model()), true)?;
+            let vocab = match vocab {
+                Some(file) => file,
+                None => registry.locate(Some(registry.tiny_model()), true)?,
+            };
             let tokenizer = TokenizerSpec::from_gguf(&GgufFile::open(&vocab)?)?;
             let model = TinyModel::new(config, tokenizer, seed)?;
             let name = format!("tiny-{}-seed{seed}", arch.gguf_name());
@@ -275,8 +314,21 @@ fn list(registry: &Registry, json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// What `sigma model info --device` asks.
+struct DeviceQuery {
+    request: DeviceRequest,
+    ctx: usize,
+    layers: GpuLayers,
+    allow_busy: bool,
+}
+
 /// `sigma model info`.
-fn info(registry: &Registry, spec: &str, json: bool) -> anyhow::Result<i32> {
+fn info(
+    registry: &Registry,
+    spec: &str,
+    json: bool,
+    device: Option<DeviceQuery>,
+) -> anyhow::Result<i32> {
     let resolved = registry.resolve(spec)?;
     if let Resolved::Known(entry, path) = &resolved {
         anyhow::ensure!(
@@ -289,8 +341,19 @@ fn info(registry: &Registry, spec: &str, json: bool) -> anyhow::Result<i32> {
     let gguf = GgufFile::open(resolved.path())?;
     let info = ModelInfo::from_gguf(&gguf)
         .with_context(|| format!("reading the header of '{}'", resolved.path().display()))?;
+    let selection = match device {
+        Some(q) => {
+            let need = Need::for_model(&gguf, CacheTypes::default(), q.ctx, q.layers)?;
+            Some(device::select(q.request, need, q.allow_busy).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        let mut j = serde_json::to_value(&info)?;
+        if let Some(s) = &selection {
+            j["device"] = serde_json::json!({ "label": s.label, "reason": s.reason });
+        }
+        println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(0);
     }
     let row = |k: &str, v: String| println!("{k:<16} {v}");
@@ -340,6 +403,9 @@ fn info(registry: &Registry, spec: &str, json: bool) -> anyhow::Result<i32> {
             info.context_length
         ),
     );
+    if let Some(s) = &selection {
+        row("device", s.to_string());
+    }
     row("tensors", info.tensors.to_string());
     for share in &info.quant_mix {
         row(

@@ -1,11 +1,15 @@
-//! Command-line options shared by the commands that run the engine: KV cache
-//! types (differential compression), the decode attention kernel and
-//! selective V fetching.
+//! Command-line options shared by the commands that run the engine: the
+//! device (`--device`, `--gpu-layers`), KV cache types (differential
+//! compression), the decode attention kernel and selective V fetching.
+
+use anyhow::Context as _;
 
 use crate::engine::attention::SelectV;
+use crate::engine::device::{self, DeviceRequest, GpuLayers, Need, Selection};
 use crate::engine::ffi::ggml::GgmlType;
+use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::kv_cache::CacheTypes;
-use crate::engine::model::FusedDecode;
+use crate::engine::model::{FusedDecode, LoadOptions, Model, StockAttention};
 use crate::engine::session::SessionOptions;
 
 /// Cache element types offered on the command line.
@@ -30,21 +34,36 @@ fn parse_cache_type(s: &str) -> Result<GgmlType, String> {
 pub enum AttentionKernel {
     /// ggml's flash attention (any cache type).
     Flash,
-    /// Sigma's fused kernel: each K and V head read once per step, selective
-    /// V possible (f16 caches).
+    /// Sigma's fused kernel (f16 caches): each K and V head read once per
+    /// step, rounding exactly as flash does; selective V possible.
     Fused,
+    /// Stock ggml ops (scores, softmax, value product): any backend, K and V
+    /// head counts apart, selective V possible; the only kernel on a GPU.
+    Stock,
 }
 
 /// KV cache and attention options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SessionArgs {
+    /// Where the model runs: auto (an idle GPU with room, else the CPU),
+    /// cpu, cuda or cuda:N.
+    #[arg(long, value_name = "DEVICE", default_value = "auto")]
+    pub device: DeviceRequest,
+    /// Transformer blocks on the GPU: all, or the last N (the rest run on
+    /// the CPU).
+    #[arg(long, value_name = "N|all", default_value = "all")]
+    pub gpu_layers: GpuLayers,
+    /// Take a GPU even when other processes keep its memory or compute busy.
+    #[arg(long)]
+    pub allow_busy_gpu: bool,
     /// Element type of the K cache (f16, q8_0, q4_0, f32).
     #[arg(long, value_name = "TYPE", default_value = "f16", value_parser = parse_cache_type)]
     pub cache_type_k: GgmlType,
     /// Element type of the V cache (f16, q8_0, q4_0, f32).
     #[arg(long, value_name = "TYPE", default_value = "f16", value_parser = parse_cache_type)]
     pub cache_type_v: GgmlType,
-    /// Decode attention kernel [default: fused with --select-v, else flash].
+    /// Decode attention kernel [default: stock on a GPU; on the CPU fused on
+    /// f16 caches, else flash].
     #[arg(long, value_enum)]
     pub attention: Option<AttentionKernel>,
     /// Selective V: read only the V rows of each query head's K largest
@@ -57,27 +76,66 @@ pub struct SessionArgs {
 }
 
 impl SessionArgs {
-    /// The session options these flags ask for.
-    pub fn options(&self) -> anyhow::Result<SessionOptions> {
+    /// Chooses the device for the model in `gguf` at a context of `n_ctx`
+    /// positions (see [`crate::engine::device`]).
+    pub fn select_device(&self, gguf: &GgufFile, n_ctx: usize) -> anyhow::Result<Selection> {
+        let cache = CacheTypes {
+            k: self.cache_type_k,
+            v: self.cache_type_v,
+        };
+        let need = Need::for_model(gguf, cache, n_ctx, self.gpu_layers)?;
+        device::select(self.device, need, self.allow_busy_gpu).map_err(anyhow::Error::msg)
+    }
+
+    /// Loads the model in `gguf` on the device these flags choose, with
+    /// `n_threads` CPU threads; returns it with the choice.
+    pub fn load_model(
+        &self,
+        gguf: &GgufFile,
+        n_threads: usize,
+        n_ctx: usize,
+    ) -> anyhow::Result<(Model, Selection)> {
+        let selection = self.select_device(gguf, n_ctx)?;
+        let model = Model::load_on(gguf, &LoadOptions { n_threads }, selection.placement)
+            .with_context(|| format!("loading the model on {}", selection.label))?;
+        Ok((model, selection))
+    }
+
+    /// The session options these flags ask for, for a model whose blocks
+    /// run on a GPU when `on_gpu` (only stock attention runs there).
+    pub fn options(&self, on_gpu: bool) -> anyhow::Result<SessionOptions> {
         let select_v = self.select_v.map(|top_k| SelectV {
             top_k,
             renormalize: self.select_v_renorm,
         });
-        let kernel = self.attention.unwrap_or(if select_v.is_some() {
+        let cache = CacheTypes {
+            k: self.cache_type_k,
+            v: self.cache_type_v,
+        };
+        if let (true, Some(AttentionKernel::Flash | AttentionKernel::Fused)) =
+            (on_gpu, self.attention)
+        {
+            anyhow::bail!(
+                "--attention flash and fused do not run on a GPU (fused is CPU code; ggml's CUDA flash attention maps V heads by the K ratio); use --attention stock (the default there) or --device cpu"
+            );
+        }
+        // the fused kernel reads f16 caches only (--select-v then reports that)
+        let kernel = self.attention.unwrap_or(if on_gpu {
+            AttentionKernel::Stock
+        } else if cache == CacheTypes::default() || select_v.is_some() {
             AttentionKernel::Fused
         } else {
             AttentionKernel::Flash
         });
         anyhow::ensure!(
-            select_v.is_none() || kernel == AttentionKernel::Fused,
-            "--select-v needs --attention fused"
+            select_v.is_none() || kernel != AttentionKernel::Flash,
+            "--select-v needs --attention fused or stock"
         );
         Ok(SessionOptions {
-            cache: CacheTypes {
-                k: self.cache_type_k,
-                v: self.cache_type_v,
-            },
+            cache,
             fused_decode: (kernel == AttentionKernel::Fused).then_some(FusedDecode { select_v }),
+            stock_attention: (kernel == AttentionKernel::Stock)
+                .then_some(StockAttention { select_v }),
         })
     }
 }

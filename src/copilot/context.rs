@@ -1,150 +1,17 @@
-//! Grounding: what the model is shown about the node, and which catalogue
-//! entries are relevant to the question.
+//! Grounding: what the model is shown about the node.
 //!
 //! The prompt has a static part (system rules and few-shot examples, the same
 //! on every run, so its KV cache is saved to disk) and a dynamic part built
-//! here: a compact, budgeted rendering of the node and its findings, the
-//! catalogue examples ranked most relevant to the question (BM25 over each
-//! example's command, purpose and the catalogue's description of every
-//! argument), and the question itself. Text from the node is untrusted: it is
-//! shown as quoted data, cut short, and never as instructions.
+//! from here: a compact, budgeted rendering of the node and its findings
+//! (the candidate commands come from [`super::rank`]). Text from the node is
+//! untrusted: it is shown as quoted data, cut short, and never as
+//! instructions.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
-
-use bm25::{Language, SearchEngine, SearchEngineBuilder};
 
 use crate::checks::{Finding, Severity};
-use crate::guard::{self, Tier, catalogue::Catalogue};
+use crate::guard;
 use crate::probe::Snapshot;
-
-/// A catalogue example as a reference for the model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reference {
-    /// The command line.
-    pub command: String,
-    /// What it is for.
-    pub purpose: String,
-    /// The guard's tier for it.
-    pub tier: Tier,
-}
-
-/// Every example in the built-in catalogue, in catalogue order.
-pub fn references() -> &'static [Reference] {
-    static ALL: OnceLock<Vec<Reference>> = OnceLock::new();
-    ALL.get_or_init(|| {
-        let mut out = Vec::new();
-        for tool in Catalogue::builtin().tools() {
-            collect_examples(tool, &mut out);
-        }
-        out
-    })
-}
-
-fn collect_examples(tool: &crate::guard::catalogue::Tool, out: &mut Vec<Reference>) {
-    for ex in &tool.example {
-        if ex.tier != Tier::Blocked {
-            out.push(Reference {
-                command: ex.command.clone(),
-                purpose: ex.purpose.clone(),
-                tier: ex.tier,
-            });
-        }
-    }
-    for sub in &tool.subcommand {
-        collect_examples(sub, out);
-    }
-}
-
-/// The BM25 index over [`references`]; document ids are indexes into it.
-fn index() -> &'static SearchEngine<u32> {
-    static INDEX: OnceLock<SearchEngine<u32>> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let docs: Vec<String> = references().iter().map(document_text).collect();
-        SearchEngineBuilder::<u32>::with_corpus(Language::English, docs).build()
-    })
-}
-
-/// The searchable text of a reference: purpose, the command split into
-/// words (`--query-gpu=temperature.gpu` gives `query gpu temperature gpu`),
-/// and what the catalogue says each argument means.
-fn document_text(r: &Reference) -> String {
-    let mut text = format!("{}. {}", r.purpose, words(&r.command));
-    for arg in guard::explain(&r.command) {
-        let _ = write!(text, ". {}", arg.meaning);
-    }
-    text
-}
-
-/// Splits a command into plain words for ranking.
-fn words(command: &str) -> String {
-    command
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' })
-        .collect()
-}
-
-/// The `k` references most relevant to `question` on this node: the best
-/// matches of the question alone first (all but one slot), then those of the
-/// question with the titles of warning and critical findings, so a question
-/// that says what it wants ("reset GPU 6") is not drowned by the node's
-/// problems. Both queries add the node's GPU vendor, so an AMD node ranks
-/// rocm-smi above nvidia-smi, and tools of a vendor the node lacks are left
-/// out.
-pub fn retrieve(
-    question: &str,
-    snapshot: &Snapshot,
-    findings: &[Finding],
-    k: usize,
-) -> Vec<&'static Reference> {
-    let nvidia =
-        !snapshot.gpus.is_empty() || snapshot.pci_gpus.iter().any(|p| p.vendor_id == "10de");
-    let amd = !snapshot.amd_gpus.is_empty();
-    let vendor = if amd && !nvidia {
-        " amd rocm-smi amd-smi"
-    } else if nvidia {
-        " nvidia nvidia-smi"
-    } else {
-        ""
-    };
-    let mut with_findings = question.to_string();
-    for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
-        let _ = write!(with_findings, " {}", f.title);
-    }
-    let refs = references();
-    let search = |query: String| -> Vec<&'static Reference> {
-        index()
-            .search(&query, k * 3)
-            .into_iter()
-            .filter_map(|hit| refs.get(hit.document.id as usize))
-            // On a node without NVIDIA GPUs, NVIDIA tools cannot help, and
-            // the other way round.
-            .filter(|r| {
-                let bin = r.command.split_whitespace().next().unwrap_or("");
-                let nv_tool = bin.starts_with("nvidia") || bin == "dcgmi";
-                let amd_tool = bin.starts_with("rocm") || bin.starts_with("amd-smi");
-                let useless = (nv_tool && !nvidia && amd) || (amd_tool && !amd);
-                !useless
-            })
-            .collect()
-    };
-    let mut out: Vec<&'static Reference> = Vec::with_capacity(k);
-    let first = search(format!("{question}{vendor}"));
-    let rest = search(format!("{with_findings}{vendor}"));
-    for r in first
-        .into_iter()
-        .take(k.saturating_sub(1).max(1))
-        .chain(rest)
-    {
-        if out.len() == k {
-            break;
-        }
-        if !out.iter().any(|o| std::ptr::eq(*o, r)) {
-            out.push(r);
-        }
-    }
-    out
-}
 
 /// A compact rendering of the node for the prompt, at most `budget` chars:
 /// one line for the host, one per GPU (findings' GPUs first), then a count of
@@ -298,41 +165,6 @@ mod tests {
         let node = crate::sim::load(name).expect("sim loads");
         let findings = crate::checks::run_all(&node.snapshot);
         (node.snapshot, findings)
-    }
-
-    #[test]
-    fn every_reference_is_valid() {
-        assert!(references().len() > 50);
-        for r in references() {
-            assert_ne!(
-                guard::check(&r.command).tier,
-                Tier::Blocked,
-                "{}",
-                r.command
-            );
-        }
-    }
-
-    #[test]
-    fn retrieval_finds_row_remapper_for_a_remap_question() {
-        let (s, f) = node("a100x4-ecc-remap-pending");
-        let hits = retrieve("Is any GPU waiting for a row remap?", &s, &f, 5);
-        assert!(
-            hits.iter()
-                .any(|r| r.command.contains("ROW_REMAPPER") || r.command.contains("remapped_rows")),
-            "{hits:#?}"
-        );
-    }
-
-    #[test]
-    fn retrieval_prefers_amd_tools_on_amd_nodes() {
-        let (s, f) = node("mi300x-healthy");
-        let hits = retrieve("show GPU temperatures", &s, &f, 5);
-        assert!(!hits.is_empty());
-        assert!(
-            hits.iter().all(|r| !r.command.starts_with("nvidia-smi")),
-            "{hits:#?}"
-        );
     }
 
     #[test]

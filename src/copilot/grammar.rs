@@ -10,8 +10,13 @@
 //! every command afterwards; the grammar makes validity likely, the guard
 //! makes it certain.
 //!
-//! Commands sit inside a JSON string, so the grammar never lets them contain
-//! `"` or `\`; arguments with spaces use single quotes.
+//! When the question has ranked candidates ([`super::rank`]), the first
+//! command must be one of them word for word: small models choose well
+//! among commands they are shown but write them badly.
+//!
+//! Commands sit inside a JSON string, so the catalogue grammar never lets
+//! them contain `"` or `\`; arguments with spaces use single quotes (a
+//! candidate with a backslash is written JSON-escaped).
 
 use std::fmt::Write as _;
 
@@ -46,8 +51,13 @@ impl Default for ReplyLimits {
     }
 }
 
-/// Builds the Lark grammar of a reply for `catalogue`.
-pub fn reply_grammar(catalogue: &Catalogue, limits: ReplyLimits) -> String {
+/// Builds the Lark grammar of a reply for `catalogue`. With `candidates`,
+/// the first command (required) is one of them word for word: the model
+/// chooses among commands already ranked, fitted to the question and
+/// validated, instead of writing one; any further command is one the
+/// catalogue allows. Without candidates every command is free and the list
+/// may be empty.
+pub fn reply_grammar(catalogue: &Catalogue, candidates: &[String], limits: ReplyLimits) -> String {
     let mut g = String::new();
     let string = |n: usize| format!(r#"%json {{"type": "string", "maxLength": {n}}}"#);
     let _ = writeln!(
@@ -56,15 +66,38 @@ pub fn reply_grammar(catalogue: &Catalogue, limits: ReplyLimits) -> String {
     );
     let _ = writeln!(g, "answer: {}", string(limits.answer_chars));
     let _ = writeln!(g, "purpose: {}", string(limits.purpose_chars));
-    let mut alts = vec![r#""""#.to_string()];
+    let first = if candidates.is_empty() {
+        "item"
+    } else {
+        "first"
+    };
+    let mut alts = Vec::new();
+    if candidates.is_empty() {
+        alts.push(r#""""#.to_string());
+    }
     for n in 1..=limits.max_commands.max(1) {
-        alts.push(vec!["item"; n].join(r#" ", " "#));
+        let items: Vec<&str> = std::iter::once(first)
+            .chain(std::iter::repeat_n("item", n - 1))
+            .collect();
+        alts.push(items.join(r#" ", " "#));
     }
     let _ = writeln!(g, "commands: {}", alts.join(" | "));
-    let _ = writeln!(
-        g,
-        r#"item: "{{\"command\": \"" command "\", \"purpose\": " purpose "}}""#
-    );
+    let item = |name: &str, command: &str| {
+        format!(r#"{name}: "{{\"command\": \"" {command} "\", \"purpose\": " purpose "}}""#)
+    };
+    let _ = writeln!(g, "{}", item("item", "command"));
+    if !candidates.is_empty() {
+        let _ = writeln!(g, "{}", item("first", "choice"));
+        let choices: Vec<String> = candidates
+            .iter()
+            .map(|c| {
+                // Inside the reply the command is JSON string content.
+                let json = serde_json::to_string(c).unwrap_or_default();
+                lit(json.trim_matches('"'))
+            })
+            .collect();
+        let _ = writeln!(g, "choice: {}", choices.join(" | "));
+    }
     g.push_str(&command_grammar(catalogue));
     g
 }
@@ -354,7 +387,29 @@ mod tests {
     }
 
     fn grammar() -> String {
-        reply_grammar(Catalogue::builtin(), ReplyLimits::default())
+        reply_grammar(Catalogue::builtin(), &[], ReplyLimits::default())
+    }
+
+    #[test]
+    fn choices_are_the_only_commands_and_one_is_required() {
+        let candidates = vec![
+            "nvidia-smi -q -d ECC".to_string(),
+            r"dmesg | grep -oE 'Xid \(PCI:[0-9a-f:.]+\): [0-9]+' | sort | uniq -c".to_string(),
+        ];
+        let g = reply_grammar(Catalogue::builtin(), &candidates, ReplyLimits::default());
+        let m = matcher(&g);
+        for c in &candidates {
+            let reply = format!(
+                r#"{{"answer": "a", "commands": [{{"command": {}, "purpose": "p"}}]}}"#,
+                serde_json::to_string(c).unwrap()
+            );
+            assert!(accepts_with(&m, &reply), "{reply}");
+        }
+        assert!(!accepts_with(&m, &reply("nvidia-smi -q")));
+        assert!(!accepts_with(&m, r#"{"answer": "a", "commands": []}"#));
+        // After the chosen one, any catalogue command.
+        let two = r#"{"answer": "a", "commands": [{"command": "nvidia-smi -q -d ECC", "purpose": "p"}, {"command": "nvidia-smi -q", "purpose": "p"}]}"#;
+        assert!(accepts_with(&m, two));
     }
 
     #[test]

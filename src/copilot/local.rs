@@ -4,7 +4,7 @@
 //! # How a question is answered
 //! 1. The prompt is the chat template over a system message (rules and
 //!    few-shot examples from `prompts/`, the same every time) and a user
-//!    message (node, findings, retrieved references, question). Everything up
+//!    message (node, findings, candidate commands, question). Everything up
 //!    to the user message is the *static prefix*: evaluated once, its KV
 //!    cache kept in the session and saved to disk, keyed by model and prompt.
 //! 2. Only the dynamic part is prefilled per question.
@@ -28,11 +28,14 @@ use serde::Deserialize;
 mod lookup;
 
 use super::answer_stream::AnswerStream;
-use super::context::{self, Reference};
+use super::context;
 use super::grammar::{self, ReplyLimits};
+use super::rank::{self, Reference};
 use super::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
 use crate::engine::chat::{ChatTemplate, Message};
+use crate::engine::device::{self, DeviceRequest, GpuLayers, Need};
 use crate::engine::ffi::gguf::GgufFile;
+use crate::engine::kv_cache::CacheTypes;
 use crate::engine::model::{LoadOptions, Model};
 use crate::engine::session::Session;
 use crate::engine::tokenizer::Tokenizer;
@@ -42,13 +45,16 @@ use crate::guard::catalogue::Catalogue;
 const SPLIT: &str = "\u{1}SIGMA_USER\u{1}";
 /// Context window the copilot uses (prefix + question + reply).
 const N_CTX: usize = 4096;
-/// References shown per question.
-const N_REFERENCES: usize = 3;
+/// Candidate commands shown per question, best first. The reply's first
+/// command is the best one: measured on the evaluation, the ranker's first
+/// choice is right more often than the 0.5B model's pick among them
+/// (`docs/EVAL.md`); the model explains it and may add others.
+const N_CANDIDATES: usize = 4;
 /// Budget for the node rendering, in characters.
 const NODE_CHARS: usize = 300;
 /// Most tokens in one reply. The grammar bounds every part of a reply;
-/// this is the backstop that turns a runaway generation into an error
-/// within seconds instead of minutes.
+/// this is the backstop that stops a runaway generation within seconds:
+/// the reply is then closed where it stands ([`salvage`]).
 const MAX_REPLY_TOKENS: usize = 600;
 /// Longest reference purpose shown, in characters.
 const PURPOSE_CHARS: usize = 60;
@@ -66,8 +72,8 @@ struct Examples {
 #[derive(Deserialize, serde::Serialize)]
 struct ExampleEntry {
     question: String,
-    /// The reference commands the example was shown (`command   # purpose`).
-    references: Vec<String>,
+    /// The candidate commands the example was shown (`command   # purpose`).
+    candidates: Vec<String>,
     reply: String,
 }
 
@@ -95,6 +101,9 @@ pub struct LocalOptions {
     pub progress: bool,
     /// Set to stop a generation early (Ctrl-C).
     pub cancel: Arc<AtomicBool>,
+    /// Where the model runs (auto: an idle GPU with room, else the CPU;
+    /// [`Assistant::model_name`] says which, and why when it fell back).
+    pub device: DeviceRequest,
 }
 
 impl Default for LocalOptions {
@@ -104,6 +113,7 @@ impl Default for LocalOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
             progress: true,
             cancel: Arc::new(AtomicBool::new(false)),
+            device: DeviceRequest::Auto,
         }
     }
 }
@@ -113,8 +123,8 @@ pub struct LocalAssistant {
     name: String,
     tokenizer: Arc<Tokenizer>,
     session: Session<'static>,
-    /// The reply grammar, compiled once; cloned per question.
-    matcher: Matcher,
+    /// Compiles each question's reply grammar (its candidates differ).
+    factory: ParserFactory,
     /// Tokens of the static prefix; its KV rows stay in the session.
     prefix: Vec<u32>,
     /// The template text after the user message (end of turn, assistant header).
@@ -134,11 +144,14 @@ impl LocalAssistant {
         let gguf = GgufFile::open(&path)?;
         let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
         let template = ChatTemplate::from_gguf(&gguf, &tokenizer)?;
-        let model = Model::load(
+        let need = Need::for_model(&gguf, CacheTypes::default(), N_CTX, GpuLayers::All)?;
+        let device = device::select(opts.device, need, false).map_err(anyhow::Error::msg)?;
+        let model = Model::load_on(
             &gguf,
             &LoadOptions {
                 n_threads: opts.threads,
             },
+            device.placement,
         )?;
         // The model lives as long as the process; the session borrows it.
         let model: &'static Model = Box::leak(Box::new(model));
@@ -158,19 +171,17 @@ impl LocalAssistant {
 
         let tok_env = token_env(&tokenizer, n_logits)?;
         let factory = ParserFactory::new_simple(&tok_env)?;
-        let lark = grammar::reply_grammar(Catalogue::builtin(), ReplyLimits::default());
-        let parser = factory.create_parser(TopLevelGrammar::from_lark(lark))?;
-        let matcher = Matcher::new(Ok(parser));
 
         let name = path.file_name().map_or_else(
             || path.display().to_string(),
             |f| f.to_string_lossy().into_owned(),
         );
+        let name = format!("{name} on {}", device.short());
         let mut me = LocalAssistant {
             name,
             tokenizer,
             session,
-            matcher,
+            factory,
             prefix,
             suffix: suffix.to_string(),
             env,
@@ -252,7 +263,8 @@ impl LocalAssistant {
                 break;
             }
             if out.tokens.len() > MAX_REPLY_TOKENS {
-                bail!("the reply did not end within {MAX_REPLY_TOKENS} tokens");
+                out.cut_short = true;
+                break;
             }
             if self.session.n_past() + next.len() >= self.session.n_ctx() {
                 bail!(
@@ -306,6 +318,8 @@ struct Decoded {
     forced: Vec<bool>,
     /// Batches of tokens, each evaluated in one model call (but the last).
     steps: usize,
+    /// The token budget ran out before the reply ended.
+    cut_short: bool,
 }
 
 impl Assistant for LocalAssistant {
@@ -318,7 +332,8 @@ impl Assistant for LocalAssistant {
     ) -> anyhow::Result<Reply> {
         let start = Instant::now();
         self.cancel.store(false, Ordering::Relaxed);
-        let user = user_message(&self.env, node, history, question)?;
+        let candidates = rank::rank(question, node.snapshot, node.findings, N_CANDIDATES);
+        let user = user_message(&self.env, node, history, question, &candidates)?;
         let dynamic = self
             .tokenizer
             .encode(&format!("{user}{}", self.suffix), false)?;
@@ -330,7 +345,11 @@ impl Assistant for LocalAssistant {
 
         let mut answer = AnswerStream::default();
         let mut first_token_ms = None;
-        let matcher = self.matcher.deep_clone();
+        let commands: Vec<String> = candidates.into_iter().take(1).map(|c| c.command).collect();
+        let lark = grammar::reply_grammar(Catalogue::builtin(), &commands, ReplyLimits::default());
+        let matcher = Matcher::new(Ok(self
+            .factory
+            .create_parser(TopLevelGrammar::from_lark(lark))?));
         let decoded = self.decode(matcher, &mut |piece| {
             first_token_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
             let shown = answer.push(piece);
@@ -340,8 +359,12 @@ impl Assistant for LocalAssistant {
         })?;
         let total_ms = start.elapsed().as_secs_f64() * 1e3;
         let text = &decoded.text;
-        let raw: RawReply = serde_json::from_str(text)
-            .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?;
+        let raw: RawReply = if decoded.cut_short {
+            salvage(text)
+        } else {
+            serde_json::from_str(text)
+                .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?
+        };
         let decode_ms = (total_ms - prefill_ms).max(1e-3);
         let context = [self.prefix.as_slice(), dynamic.as_slice()].concat();
         let lookup = lookup::replay(&context, &decoded.tokens, &decoded.forced);
@@ -374,23 +397,62 @@ impl Assistant for LocalAssistant {
     }
 }
 
-/// The user message for `question`: the dynamic part of the prompt.
+/// A reply cut short by the token budget, closed where it stands: the
+/// answer as far as it got, and every command whose text is complete (the
+/// grammar put the chosen candidate first, so a reply cut in a later
+/// command or purpose keeps it).
+fn salvage(text: &str) -> RawReply {
+    /// The JSON string that starts `rest`, or its complete part.
+    fn string_at(rest: &str) -> (String, bool) {
+        let mut de = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+        match de.next() {
+            Some(Ok(s)) => (s, true),
+            _ => {
+                let body = rest.trim_start().trim_start_matches('"');
+                (body.replace("\\\"", "\"").replace("\\n", " "), false)
+            }
+        }
+    }
+    let answer = text
+        .split_once(r#"{"answer": "#)
+        .map(|(_, rest)| string_at(rest).0)
+        .unwrap_or_default();
+    let mut commands = Vec::new();
+    for (i, _) in text.match_indices(r#"{"command": "#) {
+        let rest = &text[i + r#"{"command": "#.len()..];
+        let (command, complete) = string_at(rest);
+        if !complete {
+            break;
+        }
+        let purpose = rest
+            .split_once(r#", "purpose": "#)
+            .map(|(_, p)| string_at(p).0)
+            .unwrap_or_default();
+        commands.push(RawCommand { command, purpose });
+    }
+    RawReply {
+        answer: format!("{} (cut short)", answer.trim_end()),
+        commands,
+    }
+}
+
+/// The user message for `question`: the dynamic part of the prompt, with
+/// the candidate commands the reply chooses from.
 fn user_message(
     env: &minijinja::Environment<'static>,
     node: NodeContext<'_>,
     history: &[Turn],
     question: &str,
+    candidates: &[Reference],
 ) -> anyhow::Result<String> {
-    let refs: Vec<&Reference> =
-        context::retrieve(question, node.snapshot, node.findings, N_REFERENCES);
-    let refs: Vec<minijinja::Value> = refs
+    let refs: Vec<minijinja::Value> = candidates
         .iter()
         .map(|r| minijinja::context! { command => r.command.clone(), purpose => context::short_purpose(&r.purpose, PURPOSE_CHARS) })
         .collect();
     Ok(env.get_template("question")?.render(minijinja::context! {
         node => context::render_node(node.snapshot, node.findings, NODE_CHARS),
         findings => context::render_findings(node.findings, 3),
-        references => refs,
+        candidates => refs,
         history => render_history(history),
         question => question,
     })?)
@@ -538,6 +600,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_reply_cut_short_keeps_its_answer_and_complete_commands() {
+        let cut = r#"{"answer": "GPU 2 is \"hot\".", "commands": [{"command": "nvidia-smi -q -d TEMPERATURE", "purpose": "temps"}, {"command": "dmesg -T | grep -i x"#;
+        let r = salvage(cut);
+        assert_eq!(r.answer, r#"GPU 2 is "hot". (cut short)"#);
+        assert_eq!(r.commands.len(), 1);
+        assert_eq!(r.commands[0].command, "nvidia-smi -q -d TEMPERATURE");
+        assert_eq!(r.commands[0].purpose, "temps");
+        let r = salvage(r#"{"answer": "loops loops loops"#);
+        assert_eq!(r.answer, "loops loops loops (cut short)");
+        assert!(r.commands.is_empty());
+    }
+
+    #[test]
     fn the_dynamic_prompt_of_every_shipped_scenario_fits_its_budget() {
         let env = prompt_environment().unwrap();
         let mut longest = (0, String::new());
@@ -547,7 +622,8 @@ mod tests {
                 snapshot: &s.node.snapshot,
                 findings: &findings,
             };
-            let text = user_message(&env, node, &[], &s.question).unwrap();
+            let candidates = rank::rank(&s.question, node.snapshot, node.findings, N_CANDIDATES);
+            let text = user_message(&env, node, &[], &s.question, &candidates).unwrap();
             if std::env::var_os("SIGMA_SHOW_PROMPTS").is_some() {
                 println!("=== {} ({} chars)\n{text}", s.id, text.len());
             }

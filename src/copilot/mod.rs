@@ -8,11 +8,14 @@
 //! the executor or the user unvalidated. Front ends (CLI, REPL, TUI) and
 //! `sigma eval` only talk to this trait.
 
+pub mod adapt;
 pub mod answer_stream;
 pub mod approval;
 pub mod context;
 pub mod grammar;
 pub mod local;
+pub mod rank;
+pub mod retrieval;
 pub mod worker;
 
 use schemars::JsonSchema;

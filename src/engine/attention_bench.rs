@@ -3,17 +3,19 @@
 //! for Sigma, attention over the cached prefix), Sigma shapes against their
 //! GQA twin, with a synthetic KV cache (`sigma bench diffqkv`).
 //!
-//! Both shapes run the same fused kernel ([`super::attention`]), which reads
-//! each K and V head once per step, so the difference is the cache traffic
-//! DiffQKV saves minus the AugQ MLP it adds.
+//! Both shapes run the same kernel, so the difference is the cache traffic
+//! DiffQKV saves minus the AugQ MLP it adds: on the CPU the fused kernel
+//! ([`super::attention`]), which reads each K and V head once per step; on
+//! a GPU (or when asked) stock ggml ops ([`super::stock_attention`]).
 
 use std::time::Instant;
 
 use super::attention::{DecodeAttention, SelectV};
 use super::error::EngineError;
 use super::ffi::ggml::{
-    Backend, GgmlType, Graph, GraphAllocator, GraphScratch, TensorArena, TensorId,
+    Backend, Device, GgmlType, Graph, GraphAllocator, GraphScratch, TensorArena, TensorId,
 };
+use super::stock_attention;
 
 /// Shapes of one attention layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,6 +70,8 @@ pub struct LayerBench {
     alloc: GraphAllocator,
     scratch: GraphScratch,
     n_ctx: usize,
+    /// Attend with stock ops instead of the fused CPU kernel.
+    stock: bool,
 }
 
 /// Deterministic pseudo-random values in [-1, 1).
@@ -83,9 +87,21 @@ fn noise(n: usize, seed: u64) -> impl Iterator<Item = f32> {
 
 impl LayerBench {
     /// A layer of `shape` whose cache holds `n_ctx` positions of random
-    /// values (and random AugQ weights), on `threads` CPU threads.
-    pub fn new(shape: LayerShape, n_ctx: usize, threads: usize) -> Result<Self, EngineError> {
-        let backend = Backend::cpu(threads)?;
+    /// values (and random AugQ weights), on `threads` CPU threads, or on
+    /// `gpu`. A GPU always attends with stock ops; the CPU does with
+    /// `stock`, else with the fused kernel.
+    pub fn new(
+        shape: LayerShape,
+        n_ctx: usize,
+        threads: usize,
+        gpu: Option<Device>,
+        stock: bool,
+    ) -> Result<Self, EngineError> {
+        let backend = match gpu {
+            Some(device) => Backend::gpu(device)?,
+            None => Backend::cpu(threads)?,
+        };
+        let stock = stock || gpu.is_some();
         let d = shape.head_dim;
         let n_q = (shape.n_head * d) as i64;
         let mut arena = TensorArena::new(5);
@@ -135,6 +151,7 @@ impl LayerBench {
             v,
             aug,
             n_ctx,
+            stock,
         })
     }
 
@@ -169,23 +186,49 @@ impl LayerBench {
                 }
                 None => q,
             };
-            let op = DecodeAttention {
-                n_head: s.n_head,
-                n_head_k: s.n_head_k,
-                n_head_v: s.n_head_v,
-                head_dim_k: d,
-                head_dim_v: d,
-                n_kv,
-                scale: 1.0 / (d as f32).sqrt(),
-                select_v,
+            let scale = 1.0 / (d as f32).sqrt();
+            let mask = g.input(GgmlType::F16, &[n_kv as i64, 1], "mask");
+            let out = if self.stock {
+                // the cache rows as (d, n_kv, heads), as KvCache::view gives them
+                let view = |t, heads: usize| {
+                    let head_bytes = d * 2;
+                    let v = g.view_3d(
+                        t,
+                        [d as i64, heads as i64, n_kv as i64],
+                        head_bytes,
+                        head_bytes * heads,
+                        0,
+                    );
+                    g.permute(v, [0, 2, 1, 3])
+                };
+                let q3 = g.reshape(q_used, &[d as i64, s.n_head as i64, 1]);
+                let select_v = select_v.filter(|sv| sv.applies(n_kv));
+                let (k, v) = (view(k_all, s.n_head_k), view(v_all, s.n_head_v));
+                stock_attention::attend(&g, q3, k, v, mask, scale, select_v)
+            } else {
+                let op = DecodeAttention {
+                    n_head: s.n_head,
+                    n_head_k: s.n_head_k,
+                    n_head_v: s.n_head_v,
+                    head_dim_k: d,
+                    head_dim_v: d,
+                    n_kv,
+                    n_kv_graph: n_kv,
+                    scale,
+                    select_v,
+                };
+                g.custom(
+                    [(s.n_head * d) as i64, 1, 1, 1],
+                    &[q_used, k_all, v_all],
+                    Box::new(op),
+                )
             };
-            let out = g.custom(
-                [(s.n_head * d) as i64, 1, 1, 1],
-                &[q_used, k_all, v_all],
-                Box::new(op),
-            );
             g.output(out);
             self.alloc.allocate(&g)?;
+            if self.stock {
+                // every cached position is visible to the new token
+                mask.write_f32_as_f16(&vec![0.0; n_kv], &mut Vec::new())?;
+            }
             q.write_f32(&q_in)?;
             kn.write_f32(&k_new)?;
             vn.write_f32(&v_new)?;

@@ -126,4 +126,15 @@ pub enum EngineError {
     /// No tokens were given to evaluate.
     #[error("nothing to evaluate: the token list is empty; give a prompt")]
     EmptyInput,
+    /// A GPU placement named a GPU ggml does not have.
+    #[error("there is no GPU {index} to load the model on: {why}; use --device cpu")]
+    NoGpu {
+        /// ggml's GPU index.
+        index: usize,
+        /// Why there is none.
+        why: String,
+    },
+    /// Both attention paths were asked for.
+    #[error("choose one attention path: the fused decode op or stock ops, not both")]
+    TwoAttentionPaths,
 }

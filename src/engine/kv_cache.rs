@@ -4,6 +4,9 @@
 //! type), so a layer may store, say, 4 K heads beside 16 V heads (DiffQKV).
 //! Nothing here assumes the two are alike.
 //!
+//! Layers whose blocks run on a GPU keep their K and V in the GPU's memory
+//! (`gpu` in [`KvCache::new`]), the others in the CPU's.
+//!
 //! Each tensor is 2-D: one row of `n_head * head_dim` values per position,
 //! `n_ctx` rows. New rows are written inside the graph (`set_rows`); attention
 //! reads the first `n_kv` rows through [`KvCache::view`].
@@ -57,6 +60,8 @@ impl KvLayout {
 
 /// Cache tensors of one layer.
 struct Layer {
+    /// In the GPU arena (else the CPU one).
+    on_gpu: bool,
     k: TensorId,
     v: TensorId,
     k_layout: KvLayout,
@@ -66,6 +71,7 @@ struct Layer {
 /// The KV cache of one sequence.
 pub struct KvCache {
     arena: TensorArena,
+    gpu_arena: TensorArena,
     layers: Vec<Layer>,
     n_ctx: usize,
     used: usize,
@@ -73,15 +79,24 @@ pub struct KvCache {
 
 impl KvCache {
     /// A cache of `n_ctx` positions with the given (K, V) layout per layer,
-    /// in the backend's memory, zeroed.
+    /// in `backend`'s memory, or for the layers from `gpu.1` on in the
+    /// memory of the GPU backend `gpu.0`; zeroed.
     pub fn new(
         backend: &Backend,
+        gpu: Option<(&Backend, usize)>,
         layouts: &[(KvLayout, KvLayout)],
         n_ctx: usize,
     ) -> Result<Self, EngineError> {
-        let mut arena = TensorArena::new(2 * layouts.len());
+        let mut cpu_arena = TensorArena::new(2 * layouts.len());
+        let mut gpu_arena = TensorArena::new(2 * layouts.len());
         let mut layers = Vec::with_capacity(layouts.len());
         for (il, &(k_layout, v_layout)) in layouts.iter().enumerate() {
+            let on_gpu = gpu.is_some_and(|(_, first)| il >= first);
+            let arena = if on_gpu {
+                &mut gpu_arena
+            } else {
+                &mut cpu_arena
+            };
             for (what, l) in [("K", k_layout), ("V", v_layout)] {
                 if l.ty.row_size(l.head_dim as i64).is_none() {
                     return Err(EngineError::CacheType {
@@ -102,16 +117,22 @@ impl KvCache {
                 &format!("cache_v_l{il}"),
             )?;
             layers.push(Layer {
+                on_gpu,
                 k,
                 v,
                 k_layout,
                 v_layout,
             });
         }
-        arena.allocate(backend.buffer_type(), "KV cache", false)?;
-        arena.clear();
+        cpu_arena.allocate(backend.buffer_type(), "KV cache", false)?;
+        cpu_arena.clear();
+        if let Some((gpu, _)) = gpu {
+            gpu_arena.allocate(gpu.buffer_type(), "KV cache on the GPU", false)?;
+            gpu_arena.clear();
+        }
         Ok(Self {
-            arena,
+            arena: cpu_arena,
+            gpu_arena,
             layers,
             n_ctx,
             used: 0,
@@ -144,14 +165,23 @@ impl KvCache {
         self.used = 0;
     }
 
+    /// The arena holding layer `il`.
+    fn arena_of(&self, il: usize) -> &TensorArena {
+        if self.layers[il].on_gpu {
+            &self.gpu_arena
+        } else {
+            &self.arena
+        }
+    }
+
     /// K tensor of layer `il`: `(n_head_k * head_dim_k, n_ctx)`.
     pub fn k(&self, il: usize) -> Tensor<'_> {
-        self.arena.get(self.layers[il].k)
+        self.arena_of(il).get(self.layers[il].k)
     }
 
     /// V tensor of layer `il`: `(n_head_v * head_dim_v, n_ctx)`.
     pub fn v(&self, il: usize) -> Tensor<'_> {
-        self.arena.get(self.layers[il].v)
+        self.arena_of(il).get(self.layers[il].v)
     }
 
     /// K and V layouts of layer `il`.
@@ -269,8 +299,8 @@ impl KvCache {
         Ok(())
     }
 
-    /// Bytes of memory the cache holds.
+    /// Bytes of memory the cache holds (CPU and GPU).
     pub fn size_bytes(&self) -> usize {
-        self.arena.size_bytes()
+        self.arena.size_bytes() + self.gpu_arena.size_bytes()
     }
 }

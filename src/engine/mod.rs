@@ -7,6 +7,7 @@ pub mod attention;
 pub mod attention_bench;
 pub mod chat;
 pub mod convert;
+pub mod device;
 mod error;
 pub mod ffi;
 pub mod info;
@@ -16,6 +17,7 @@ pub mod peer;
 pub mod registry;
 pub mod sampling;
 pub mod session;
+pub mod stock_attention;
 pub mod tokenizer;
 pub mod weights;
 

@@ -22,9 +22,9 @@
 //! ```
 
 use super::error::EngineError;
-use super::ffi::ggml::{GgmlType, Graph, GraphAllocator, GraphScratch};
+use super::ffi::ggml::{GgmlType, Graph, GraphRunner, GraphScratch};
 use super::kv_cache::{CacheTypes, KvCache};
-use super::model::{ForwardInputs, FusedDecode, Model};
+use super::model::{ForwardInputs, FusedDecode, Model, StockAttention};
 use super::sampling::Sampler;
 
 /// KV positions visible to attention are rounded up to this (as llama.cpp
@@ -35,7 +35,7 @@ const KV_PAD: usize = 256;
 pub struct Session<'m> {
     model: &'m Model,
     kv: KvCache,
-    alloc: GraphAllocator,
+    runner: GraphRunner<'m>,
     scratch: GraphScratch,
     /// Logits of the last evaluated position, `n_vocab` values.
     logits: Vec<f32>,
@@ -44,10 +44,12 @@ pub struct Session<'m> {
     mask_f16: Vec<u16>,
     /// Decode steps through the fused attention op, if chosen.
     fused_decode: Option<FusedDecode>,
+    /// Attention from stock ops, if chosen (always on a GPU).
+    stock_attention: Option<StockAttention>,
 }
 
 /// How a [`Session`] caches and attends.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SessionOptions {
     /// Element types of the K and V caches (f16 by default).
     pub cache: CacheTypes,
@@ -55,14 +57,32 @@ pub struct SessionOptions {
     /// reads each K and V head once and can fetch V selectively; needs f16
     /// caches. `None`: ggml's flash attention.
     pub fused_decode: Option<FusedDecode>,
+    /// Attend with stock ggml ops instead (both prefill and decode), the
+    /// path for a GPU. A model whose blocks run on a GPU always does: its
+    /// fused settings (selective V) carry over, and flash attention is not
+    /// used there (ggml's CUDA kernel maps V heads by the K ratio).
+    pub stock_attention: Option<StockAttention>,
+}
+
+impl Default for SessionOptions {
+    /// f16 caches, decode steps through the fused op without selective V:
+    /// it rounds exactly as ggml's flash attention does (so the tokens are
+    /// llama.cpp's) and is faster.
+    fn default() -> Self {
+        Self {
+            cache: CacheTypes::default(),
+            fused_decode: Some(FusedDecode::default()),
+            stock_attention: None,
+        }
+    }
 }
 
 impl<'m> Session<'m> {
     /// Tokens evaluated per graph during prefill.
     pub const N_BATCH: usize = 512;
 
-    /// A session with a context of `n_ctx` positions (at least 1), an f16
-    /// KV cache and ggml's flash attention.
+    /// A session with a context of `n_ctx` positions (at least 1) and the
+    /// default options (f16 KV cache, fused decode attention).
     pub fn new(model: &'m Model, n_ctx: usize) -> Result<Self, EngineError> {
         Self::with_options(model, n_ctx, SessionOptions::default())
     }
@@ -74,6 +94,19 @@ impl<'m> Session<'m> {
         opts: SessionOptions,
     ) -> Result<Self, EngineError> {
         let n_ctx = n_ctx.max(1);
+        if opts.fused_decode.is_some() && opts.stock_attention.is_some() {
+            return Err(EngineError::TwoAttentionPaths);
+        }
+        let opts = match model.gpu() {
+            Some(_) => SessionOptions {
+                stock_attention: Some(opts.stock_attention.unwrap_or(StockAttention {
+                    select_v: opts.fused_decode.and_then(|f| f.select_v),
+                })),
+                fused_decode: None,
+                ..opts
+            },
+            None => opts,
+        };
         let f16 = CacheTypes::default();
         if opts.fused_decode.is_some() && opts.cache != f16 {
             return Err(EngineError::FusedNeedsF16 {
@@ -83,6 +116,7 @@ impl<'m> Session<'m> {
         }
         let kv = KvCache::new(
             model.backend(),
+            model.gpu(),
             &model.hparams().kv_layouts(opts.cache),
             n_ctx,
         )?;
@@ -90,7 +124,8 @@ impl<'m> Session<'m> {
             model,
             kv,
             fused_decode: opts.fused_decode,
-            alloc: GraphAllocator::new(model.backend())?,
+            stock_attention: opts.stock_attention,
+            runner: GraphRunner::new(&model.backends(), model.max_graph_nodes())?,
             scratch: GraphScratch::new(model.max_graph_nodes()),
             logits: Vec::new(),
             mask: Vec::new(),
@@ -142,7 +177,7 @@ impl<'m> Session<'m> {
 
     /// Bytes held by the KV cache and the compute buffer.
     pub fn memory_bytes(&self) -> (usize, usize) {
-        (self.kv.size_bytes(), self.alloc.size_bytes())
+        (self.kv.size_bytes(), self.runner.size_bytes())
     }
 
     /// Appends `tokens` to the sequence and returns the logits (`n_vocab`
@@ -243,10 +278,11 @@ impl<'m> Session<'m> {
             n_kv,
             n_filled: p0 + n,
             fused_decode: self.fused_decode,
+            stock_attention: self.stock_attention,
         };
         let logits = self.model.forward(&g, &self.kv, &inp);
         g.output(logits);
-        self.alloc.allocate(&g)?;
+        self.runner.allocate(&g)?;
         inp.tokens.write_i32(&ids)?;
         inp.positions.write_i32(&pos)?;
         inp.kv_rows.write_i64(&rows)?;
@@ -255,7 +291,7 @@ impl<'m> Session<'m> {
         if n > 1 || self.fused_decode.is_none() {
             inp.mask.write_f32_as_f16(&self.mask, &mut self.mask_f16)?;
         }
-        self.model.backend().compute(&g)?;
+        self.runner.compute(&g)?;
         logits.read_f32(&mut self.logits)?;
         drop(g);
         self.kv.advance(n);

@@ -11,6 +11,11 @@
 //! product, like llama.cpp does: on the CPU that is the "repack" buffer, which
 //! interleaves Q4_0/Q4_K/IQ4_NL/Q8_0 rows for faster kernels. Everything else
 //! (embeddings read by row, norms, biases) goes to plain backend memory.
+//!
+//! With a GPU ([`GpuWeights`]), the tensors it holds go to the GPU's memory
+//! instead, and some file tensors can be loaded twice, once on each side
+//! (tied embeddings: the CPU reads rows of `token_embd.weight`, the GPU
+//! multiplies by it as the output head).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,6 +31,18 @@ use super::ffi::gguf::{GgufFile, TensorInfo};
 enum Arena {
     Plain,
     Extra,
+    Gpu,
+}
+
+/// The GPU share of a model's weights, for [`Weights::load`].
+pub struct GpuWeights<'a> {
+    /// The GPU's backend.
+    pub backend: &'a Backend,
+    /// Whether the file tensor `name` lives on the GPU.
+    pub holds: &'a dyn Fn(&str) -> bool,
+    /// File tensors also loaded onto the GPU under another name:
+    /// `(file name, GPU name)`.
+    pub copies: Vec<(String, String)>,
 }
 
 /// A handle to one loaded weight.
@@ -40,6 +57,7 @@ pub struct Weights {
     path: PathBuf,
     plain: TensorArena,
     extra: TensorArena,
+    gpu: TensorArena,
     by_name: HashMap<String, WeightRef>,
     extra_buffer: Option<String>,
 }
@@ -54,11 +72,13 @@ fn dims(t: &TensorInfo) -> Vec<i64> {
 }
 
 impl Weights {
-    /// Loads every tensor of `gguf` for `backend`; `is_matmul(name)` tells
-    /// which tensors are used as matrix-product weights.
+    /// Loads every tensor of `gguf` for the CPU `backend`, or onto the GPU
+    /// where `gpu` holds it; `is_matmul(name)` tells which tensors are used
+    /// as matrix-product weights.
     pub fn load(
         gguf: &GgufFile,
         backend: &Backend,
+        gpu: Option<&GpuWeights<'_>>,
         is_matmul: &dyn Fn(&str) -> bool,
     ) -> Result<Self, EngineError> {
         let path = gguf.path().to_path_buf();
@@ -77,11 +97,33 @@ impl Weights {
         let extra_buft = backend.extra_buffer_types().into_iter().next();
         let mut plain = TensorArena::new(infos.len());
         let mut extra = TensorArena::new(infos.len());
+        let n_copies = gpu.map_or(0, |g| g.copies.len());
+        let mut on_gpu = TensorArena::new(infos.len() + n_copies);
         let mut by_name = HashMap::with_capacity(infos.len());
-        let mut placed = Vec::with_capacity(infos.len());
-        for t in &infos {
+        // (file tensor index, where it goes), in reading order
+        let mut placed = Vec::with_capacity(infos.len() + n_copies);
+        for (i, t) in infos.iter().enumerate() {
             let ne = dims(t);
             let ty = GgmlType(t.ggml_type);
+            if let Some(g) = gpu {
+                for (_, alias) in g.copies.iter().filter(|(from, _)| *from == t.name) {
+                    let r = WeightRef {
+                        arena: Arena::Gpu,
+                        id: on_gpu.add(ty, &ne, alias)?,
+                    };
+                    by_name.insert(alias.clone(), r);
+                    placed.push((i, r));
+                }
+                if (g.holds)(&t.name) {
+                    let r = WeightRef {
+                        arena: Arena::Gpu,
+                        id: on_gpu.add(ty, &ne, &t.name)?,
+                    };
+                    by_name.insert(t.name.clone(), r);
+                    placed.push((i, r));
+                    continue;
+                }
+            }
             let to_extra = match extra_buft {
                 Some(buft) if ne.len() == 2 && is_matmul(&t.name) => {
                     backend.supports_matmul_weight(buft, ty, [ne[0], ne[1]])
@@ -95,11 +137,14 @@ impl Weights {
             };
             let r = WeightRef { arena, id };
             by_name.insert(t.name.clone(), r);
-            placed.push(r);
+            placed.push((i, r));
         }
         plain.allocate(backend.buffer_type(), "model weights", true)?;
         if let Some(buft) = extra_buft {
             extra.allocate(buft, "repacked model weights", true)?;
+        }
+        if let Some(g) = gpu {
+            on_gpu.allocate(g.backend.buffer_type(), "model weights on the GPU", true)?;
         }
         let extra_buffer = extra_buft
             .filter(|_| extra.size_bytes() > 0)
@@ -108,6 +153,7 @@ impl Weights {
             path,
             plain,
             extra,
+            gpu: on_gpu,
             by_name,
             extra_buffer,
         };
@@ -115,12 +161,13 @@ impl Weights {
         Ok(weights)
     }
 
-    /// Reads each tensor's bytes from the file into its backend memory.
+    /// Reads each placed tensor's bytes (`placed`: index into `infos`, and
+    /// where it goes) from the file into its backend memory.
     fn read_data(
         &self,
         gguf: &GgufFile,
         infos: &[TensorInfo],
-        placed: &[WeightRef],
+        placed: &[(usize, WeightRef)],
     ) -> Result<(), EngineError> {
         let read_err = |source| EngineError::Read {
             path: self.path.clone(),
@@ -128,7 +175,8 @@ impl Weights {
         };
         let file = File::open(&self.path).map_err(read_err)?;
         let mut buf = Vec::new();
-        for (t, &r) in infos.iter().zip(placed) {
+        for &(i, r) in placed {
+            let t = &infos[i];
             let size = usize::try_from(t.size).map_err(|_| {
                 read_err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
@@ -197,12 +245,18 @@ impl Weights {
         match r.arena {
             Arena::Plain => self.plain.get(r.id),
             Arena::Extra => self.extra.get(r.id),
+            Arena::Gpu => self.gpu.get(r.id),
         }
     }
 
     /// Bytes of backend memory held: (plain, extra/repacked).
     pub fn size_bytes(&self) -> (usize, usize) {
         (self.plain.size_bytes(), self.extra.size_bytes())
+    }
+
+    /// Bytes of GPU memory held.
+    pub fn gpu_bytes(&self) -> usize {
+        self.gpu.size_bytes()
     }
 
     /// Name of the extra buffer type in use ("CPU_REPACK"), if any.

@@ -34,7 +34,9 @@
 //! `list`, `path`, `gpu`, `bdf`), `optional` (the value may be left out),
 //! `values` (for `enum` and `list`: strings or `{ value, description, tier,
 //! reason }`), `ignore_case`, `pattern` (a regex a `string` must match),
-//! `tier`, `reason` and `description`. Positionals add `name`, `repeat`,
+//! `tier`, `reason` and `description`; a flag also has `selects_gpu` (it
+//! picks the GPUs the command applies to, as `rocm-smi -d` does; implied by
+//! `arg = "gpu"`). Positionals add `name`, `repeat`,
 //! `required` and `skip_if` (canonical flag names that make it absent, as
 //! grep's pattern is with `-e`).
 
@@ -186,12 +188,22 @@ pub struct Flag {
     pub reason: Option<String>,
     /// One line saying what it does.
     pub description: String,
+    /// It picks the GPUs the command applies to (`rocm-smi -d`, `amd-smi
+    /// -g`); unset, `arg = "gpu"` implies it. The copilot scopes a reference
+    /// to the GPUs a question names through it.
+    #[serde(default)]
+    pub selects_gpu: Option<bool>,
     /// `pattern`, compiled at load.
     #[serde(skip)]
     pub(crate) regex: Option<Regex>,
 }
 
 impl Flag {
+    /// Whether it picks the GPUs the command applies to.
+    pub fn selects_gpus(&self) -> bool {
+        self.selects_gpu.unwrap_or(self.arg == ArgKind::Gpu)
+    }
+
     /// The canonical spelling: the first long (`--`) name, else the first name.
     pub fn canonical(&self) -> &str {
         self.names

@@ -63,11 +63,24 @@ impl CommandOutput {
     }
 }
 
+/// `argv` without `--no-pager`: output goes to a pipe, never a pager, so a
+/// canned answer holds with or without it.
+fn without_pager_flags(argv: &[String]) -> Vec<&str> {
+    argv.iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--no-pager")
+        .collect()
+}
+
 impl SimNode {
     /// Answers the command line `argv` as the node would (see the module
     /// docs for the order). Never fails: errors are command output.
     pub fn run(&self, argv: &[String]) -> CommandOutput {
-        if let Some(c) = self.canned.iter().find(|c| c.argv == argv) {
+        if let Some(c) = self
+            .canned
+            .iter()
+            .find(|c| without_pager_flags(&c.argv) == without_pager_flags(argv))
+        {
             return c.output.clone();
         }
         let Some(program) = argv.first() else {

@@ -2,13 +2,15 @@
 //!
 //! # What lives here
 //!
-//! - [`Backend`]: a compute backend (the CPU backend today; the same calls
-//!   drive CUDA later) with its thread count and persistent thread pool.
+//! - [`Backend`]: a compute backend, the CPU's (with its thread count and
+//!   persistent thread pool) or a GPU's ([`Device::gpus`] lists them: CUDA
+//!   with the `cuda` feature).
 //! - [`TensorArena`]: a set of long-lived tensors (weights, KV cache) in one
 //!   backend buffer, addressed by [`TensorId`].
 //! - [`Graph`]: a compute graph built op by op from [`Tensor`] handles, over a
 //!   reusable [`GraphScratch`] metadata buffer, allocated by a
-//!   [`GraphAllocator`] and run by [`Backend::compute`].
+//!   [`GraphAllocator`] and run by [`Backend::compute`], or both by a
+//!   [`GraphRunner`] (which splits a graph between a GPU and the CPU).
 //!
 //! # Safety model
 //!
@@ -56,6 +58,11 @@ pub enum GgmlError {
     /// ggml could not create the CPU backend.
     #[error("could not start the ggml CPU backend; check that the process may create threads")]
     BackendInit,
+    /// ggml could not start the backend of a GPU.
+    #[error(
+        "could not start ggml on {0}; check `nvidia-smi` (a GPU in exclusive mode may be held by another process) or use --device cpu"
+    )]
+    GpuInit(String),
     /// A backend buffer could not be allocated.
     #[error(
         "could not allocate {bytes} bytes for {what} in '{buffer_type}'; free memory or use a smaller model/context"
@@ -113,14 +120,25 @@ pub enum GgmlError {
     },
 }
 
+/// Why ggml's GPU backend found no device, as it logged it (the CUDA
+/// runtime's reason: no driver, a driver too old, no GPU).
+static GPU_INIT_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 /// Routes ggml's log through a filter once per process: only errors are
 /// printed (on stderr), so a run's stdout carries nothing but model output.
+/// A GPU backend that finds no device is expected on CPU-only nodes: its
+/// message is kept for [`Device::gpu_unavailable_reason`], not printed.
 fn quiet_logs() {
     static ONCE: Once = Once::new();
     unsafe extern "C" fn log(level: sys::ggml_log_level, text: *const c_char, _: *mut c_void) {
         if level == sys::GGML_LOG_LEVEL_ERROR && !text.is_null() {
             // SAFETY: ggml passes a NUL-terminated message.
             let msg = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+            if let Some((_, why)) = msg.split_once("failed to initialize CUDA: ") {
+                let mut slot = GPU_INIT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+                *slot = Some(why.trim().to_string());
+                return;
+            }
             eprint!("ggml: {msg}");
         }
     }
@@ -279,6 +297,85 @@ impl BufferType {
     }
 }
 
+/// A device of ggml's backend registry: a GPU of a backend compiled in
+/// (CUDA with the `cuda` feature). Devices are static for the process.
+#[derive(Clone, Copy, Debug)]
+pub struct Device(NonNull<sys::ggml_backend_device>);
+
+/// Reads a C string ggml owns, `"?"` for NULL.
+fn c_str(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::from("?");
+    }
+    // SAFETY: non-NULL strings from ggml are NUL-terminated and static.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+impl Device {
+    /// The GPUs ggml can run on, in its order (`CUDA0`, `CUDA1`, ...):
+    /// none in a build without a GPU backend, or where the CUDA runtime
+    /// finds no usable GPU ([`Device::gpu_unavailable_reason`] says why).
+    pub fn gpus() -> Vec<Self> {
+        quiet_logs();
+        // SAFETY: the registry initialises itself on first use; indices below
+        // the count are valid and devices are static.
+        let n = unsafe { sys::ggml_backend_dev_count() };
+        (0..n)
+            .filter_map(|i| NonNull::new(unsafe { sys::ggml_backend_dev_get(i) }))
+            .map(Self)
+            .filter(|d| {
+                // SAFETY: live static device.
+                let ty = unsafe { sys::ggml_backend_dev_type(d.0.as_ptr()) };
+                ty == sys::GGML_BACKEND_DEVICE_TYPE_GPU
+            })
+            .collect()
+    }
+
+    /// What the GPU backend said when it found no GPU, if it did.
+    pub fn gpu_unavailable_reason() -> Option<String> {
+        GPU_INIT_ERROR
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// ggml's name for the device (`CUDA0`).
+    pub fn name(&self) -> String {
+        // SAFETY: live static device.
+        c_str(unsafe { sys::ggml_backend_dev_name(self.0.as_ptr()) })
+    }
+
+    /// The product (`NVIDIA H200`).
+    pub fn description(&self) -> String {
+        // SAFETY: live static device.
+        c_str(unsafe { sys::ggml_backend_dev_description(self.0.as_ptr()) })
+    }
+
+    /// Free and total memory in bytes, as the device reports them now.
+    pub fn memory(&self) -> (usize, usize) {
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: live static device and two writable outputs.
+        unsafe { sys::ggml_backend_dev_memory(self.0.as_ptr(), &mut free, &mut total) };
+        (free, total)
+    }
+
+    /// The PCI bus id (`0000:18:00.0`, lower case), when the backend knows it.
+    pub fn pci_bus_id(&self) -> Option<String> {
+        // SAFETY: a plain-data struct the call fills in.
+        let mut props: sys::ggml_backend_dev_props = unsafe { std::mem::zeroed() };
+        // SAFETY: live static device, writable props.
+        unsafe { sys::ggml_backend_dev_get_props(self.0.as_ptr(), &mut props) };
+        (!props.device_id.is_null()).then(|| c_str(props.device_id))
+    }
+
+    /// The device's memory for tensors.
+    pub fn buffer_type(&self) -> BufferType {
+        // SAFETY: live static device; every device has a default buffer type.
+        let p = unsafe { sys::ggml_backend_dev_buffer_type(self.0.as_ptr()) };
+        BufferType(NonNull::new(p).expect("ggml devices always have a buffer type"))
+    }
+}
+
 /// A compute backend plus its thread pool.
 ///
 /// Refuses to start ggml on a CPU without the instruction sets it was built
@@ -359,7 +456,39 @@ impl Backend {
         Ok(backend)
     }
 
-    /// Number of compute threads.
+    /// Starts ggml's backend on `device` (a GPU from [`Device::gpus`]).
+    pub fn gpu(device: Device) -> Result<Self, GgmlError> {
+        quiet_logs();
+        // SAFETY: live static device, no parameters; NULL signals failure.
+        let raw = NonNull::new(unsafe {
+            sys::ggml_backend_dev_init(device.0.as_ptr(), std::ptr::null())
+        })
+        .ok_or_else(|| {
+            GgmlError::GpuInit(format!("{} ({})", device.name(), device.description()))
+        })?;
+        Ok(Self {
+            raw,
+            threadpool: None,
+            n_threads: 1,
+        })
+    }
+
+    /// Whether this is a GPU's backend (not the CPU's).
+    pub fn is_gpu(&self) -> bool {
+        // SAFETY: live backend; its device is static.
+        let dev = unsafe { sys::ggml_backend_get_device(self.raw.as_ptr()) };
+        // SAFETY: as above.
+        !dev.is_null()
+            && unsafe { sys::ggml_backend_dev_type(dev) } == sys::GGML_BACKEND_DEVICE_TYPE_GPU
+    }
+
+    /// ggml's name for the backend (`CPU`, `CUDA0`).
+    pub fn name(&self) -> String {
+        // SAFETY: live backend.
+        c_str(unsafe { sys::ggml_backend_name(self.raw.as_ptr()) })
+    }
+
+    /// Number of compute threads (1 for a GPU).
     pub fn n_threads(&self) -> usize {
         self.n_threads
     }
@@ -1059,6 +1188,56 @@ impl<'g> Graph<'g> {
         unsafe { sys::ggml_prec_set_acc(t, sys::GGML_PREC_F32) };
         self.wrap(t)
     }
+
+    /// `mul_mat` accumulated in f32 even where the backend would use f16
+    /// (cuBLAS with f16 weights): attention scores need the range.
+    pub fn mul_mat_f32_acc(&self, a: Tensor<'g>, b: Tensor<'g>) -> Tensor<'g> {
+        let t = self.mul_mat(a, b);
+        // SAFETY: live mul_mat node.
+        unsafe { sys::ggml_prec_set_acc(t.raw.as_ptr(), sys::GGML_PREC_F32) };
+        t
+    }
+
+    /// Softmax over ne0 of `a * scale + mask` (mask: ne0 x ne1, f16 or f32,
+    /// broadcast over the higher dims).
+    pub fn soft_max_ext(&self, a: Tensor<'g>, mask: Tensor<'g>, scale: f32) -> Tensor<'g> {
+        // SAFETY: as mul_mat; no ALiBi (max_bias 0).
+        self.wrap(unsafe {
+            sys::ggml_soft_max_ext(self.c(), a.raw.as_ptr(), mask.raw.as_ptr(), scale, 0.0)
+        })
+    }
+
+    /// Swaps ne0 and ne1 (a view; [`Graph::cont`] makes it contiguous).
+    pub fn transpose(&self, a: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_transpose(self.c(), a.raw.as_ptr()) })
+    }
+
+    /// A contiguous copy of a view.
+    pub fn cont(&self, a: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_cont(self.c(), a.raw.as_ptr()) })
+    }
+
+    /// Indices (i32) of the `k` largest values of each row (ne0) of `a`,
+    /// in no particular order: `(k, rows...)`.
+    pub fn top_k(&self, a: Tensor<'g>, k: usize) -> Tensor<'g> {
+        let k = c_int::try_from(k).unwrap_or(c_int::MAX);
+        // SAFETY: as mul_mat; ggml checks k <= ne0.
+        self.wrap(unsafe { sys::ggml_top_k(self.c(), a.raw.as_ptr(), k) })
+    }
+
+    /// Sum of each row (ne0 becomes 1).
+    pub fn sum_rows(&self, a: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_sum_rows(self.c(), a.raw.as_ptr()) })
+    }
+
+    /// Element-wise `a / b` (b broadcast).
+    pub fn div(&self, a: Tensor<'g>, b: Tensor<'g>) -> Tensor<'g> {
+        // SAFETY: as mul_mat.
+        self.wrap(unsafe { sys::ggml_div(self.c(), a.raw.as_ptr(), b.raw.as_ptr()) })
+    }
 }
 
 impl<'g> Graph<'g> {
@@ -1253,6 +1432,126 @@ impl Drop for GraphAllocator {
     fn drop(&mut self) {
         // SAFETY: owned, freed once.
         unsafe { sys::ggml_gallocr_free(self.0.as_ptr()) };
+    }
+}
+
+/// Allocates and runs graphs: on one backend through a [`GraphAllocator`],
+/// or, for a model split between a GPU and the CPU, through ggml's
+/// scheduler, which runs each op where its weights are and copies
+/// activations between the backends.
+pub struct GraphRunner<'b> {
+    inner: Runner<'b>,
+}
+
+enum Runner<'b> {
+    One {
+        backend: &'b Backend,
+        alloc: GraphAllocator,
+    },
+    Split {
+        sched: NonNull<sys::ggml_backend_sched>,
+        backends: Vec<&'b Backend>,
+    },
+}
+
+impl<'b> GraphRunner<'b> {
+    /// A runner over `backends`, preferred first, the CPU last; graphs have
+    /// at most `max_nodes` nodes.
+    pub fn new(backends: &[&'b Backend], max_nodes: usize) -> Result<Self, GgmlError> {
+        let inner = match backends {
+            [] => panic!("a graph runner needs a backend"),
+            [backend] => Runner::One {
+                backend,
+                alloc: GraphAllocator::new(backend)?,
+            },
+            _ => {
+                let mut raw: Vec<*mut sys::ggml_backend> =
+                    backends.iter().map(|b| b.raw.as_ptr()).collect();
+                // the scheduler copies the graph and adds copies between backends
+                let graph_size = max_nodes.saturating_mul(4).max(1024);
+                // SAFETY: live backends that outlive the scheduler ('b); default
+                // buffer types; the scheduler copies the array.
+                let p = unsafe {
+                    sys::ggml_backend_sched_new(
+                        raw.as_mut_ptr(),
+                        std::ptr::null_mut(),
+                        raw.len() as c_int,
+                        graph_size,
+                        false,
+                        true,
+                    )
+                };
+                let sched = NonNull::new(p).ok_or(GgmlError::GraphAlloc { nodes: max_nodes })?;
+                Runner::Split {
+                    sched,
+                    backends: backends.to_vec(),
+                }
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    /// Allocates `graph`'s intermediate tensors (and, when split, assigns
+    /// its ops to backends); the previous graph's memory is reused.
+    pub fn allocate(&mut self, graph: &Graph<'_>) -> Result<(), GgmlError> {
+        match &mut self.inner {
+            Runner::One { alloc, .. } => alloc.allocate(graph),
+            Runner::Split { sched, .. } => {
+                // SAFETY: live scheduler and graph.
+                let ok = unsafe {
+                    sys::ggml_backend_sched_reset(sched.as_ptr());
+                    sys::ggml_backend_sched_alloc_graph(sched.as_ptr(), graph.gf.as_ptr())
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(GgmlError::GraphAlloc {
+                        nodes: graph.n_nodes(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Runs an allocated graph to completion.
+    pub fn compute(&self, graph: &Graph<'_>) -> Result<(), GgmlError> {
+        match &self.inner {
+            Runner::One { backend, .. } => backend.compute(graph),
+            Runner::Split { sched, .. } => {
+                // SAFETY: live scheduler; the graph was allocated by it.
+                let status = unsafe {
+                    sys::ggml_backend_sched_graph_compute(sched.as_ptr(), graph.gf.as_ptr())
+                };
+                if status == sys::GGML_STATUS_SUCCESS {
+                    Ok(())
+                } else {
+                    Err(GgmlError::Compute(status))
+                }
+            }
+        }
+    }
+
+    /// Bytes held by the compute buffers (all backends).
+    pub fn size_bytes(&self) -> usize {
+        match &self.inner {
+            Runner::One { alloc, .. } => alloc.size_bytes(),
+            Runner::Split { sched, backends } => backends
+                .iter()
+                // SAFETY: live scheduler and one of its backends.
+                .map(|b| unsafe {
+                    sys::ggml_backend_sched_get_buffer_size(sched.as_ptr(), b.raw.as_ptr())
+                })
+                .sum(),
+        }
+    }
+}
+
+impl Drop for GraphRunner<'_> {
+    fn drop(&mut self) {
+        if let Runner::Split { sched, .. } = &self.inner {
+            // SAFETY: owned scheduler, freed once, before its backends ('b).
+            unsafe { sys::ggml_backend_sched_free(sched.as_ptr()) };
+        }
     }
 }
 

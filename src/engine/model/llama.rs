@@ -11,13 +11,17 @@
 //! Attention never expands K or V to the query head count: ggml's flash
 //! attention maps query head `i` to K head `i / (n_head / n_head_k)` and V
 //! head `i / (n_head / n_head_v)` as it reads them, which is the paper's
-//! `floor(i * n_k / n_q)` and `floor(i * n_v / n_q)`.
+//! `floor(i * n_k / n_q)` and `floor(i * n_v / n_q)`. On a GPU (or when
+//! asked) attention is built from stock ops instead
+//! ([`crate::engine::stock_attention`]): ggml's CUDA flash-attention kernel
+//! maps V heads by the K ratio.
 
 use super::{Architecture, ForwardInputs, HParams};
 use crate::engine::attention::DecodeAttention;
 use crate::engine::error::EngineError;
 use crate::engine::ffi::ggml::{Graph, Tensor};
 use crate::engine::kv_cache::KvCache;
+use crate::engine::stock_attention;
 use crate::engine::weights::{WeightRef, Weights};
 
 /// Whether `name` is a weight the graph multiplies as a matrix (these may be
@@ -37,6 +41,19 @@ pub fn is_matmul_weight(name: &str) -> bool {
     ];
     name == "output.weight"
         || (name.starts_with("blk.") && SUFFIXES.iter().any(|s| name.ends_with(s)))
+}
+
+/// Whether the weight `name` goes to the GPU when the blocks from `first`
+/// on are offloaded: those blocks' tensors, and the output head (norm and
+/// matrix) when every block is. The token embeddings stay on the CPU.
+pub fn offloaded(name: &str, first: usize) -> bool {
+    if name == "output.weight" || name == "output_norm.weight" {
+        return first == 0;
+    }
+    name.strip_prefix("blk.")
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|il| il.parse::<usize>().ok())
+        .is_some_and(|il| il >= first)
 }
 
 /// Weights of one transformer block (shapes in ggml order: ne0 first).
@@ -235,15 +252,25 @@ pub fn forward<'g>(
                     head_dim_k: hp.head_dim_k,
                     head_dim_v: hp.head_dim_v,
                     n_kv: inp.n_filled,
+                    n_kv_graph: inp.n_kv,
                     scale: kq_scale,
                     select_v: fused.select_v,
                 };
                 g.custom([hd_v * n_head, 1, 1, 1], &[q, k_all, v_all], Box::new(op))
             }
-            None => {
-                let q = g.permute(q, [0, 2, 1, 3]);
-                g.flash_attn(q, k_seen, v_seen, inp.mask, kq_scale)
-            }
+            None => match inp.stock_attention {
+                // stock ops: correct for unequal K and V heads on any backend
+                Some(stock) => {
+                    let select_v = stock
+                        .select_v
+                        .filter(|sv| n_tokens == 1 && sv.applies(inp.n_filled));
+                    stock_attention::attend(g, q, k_seen, v_seen, inp.mask, kq_scale, select_v)
+                }
+                None => {
+                    let q = g.permute(q, [0, 2, 1, 3]);
+                    g.flash_attn(q, k_seen, v_seen, inp.mask, kq_scale)
+                }
+            },
         };
         let att = g.reshape(att, &[hd_v * n_head, n_tokens]);
         let mut cur = g.named(g.mul_mat(w(l.wo), att), &format!("attn_out-{il}"));

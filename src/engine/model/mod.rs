@@ -21,11 +21,12 @@ pub mod llama;
 use std::path::Path;
 
 use super::attention::SelectV;
+use super::device::Placement;
 use super::error::EngineError;
-use super::ffi::ggml::{Backend, Graph, RopeParams, Tensor};
+use super::ffi::ggml::{Backend, Device, Graph, RopeParams, Tensor};
 use super::ffi::gguf::GgufFile;
 use super::kv_cache::{CacheTypes, KvCache, KvLayout};
-use super::weights::Weights;
+use super::weights::{GpuWeights, Weights};
 
 /// A model family with a graph builder here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,6 +296,9 @@ pub struct ForwardInputs<'g> {
     pub n_filled: usize,
     /// The fused decode-step attention (f16 caches, one token), if chosen.
     pub fused_decode: Option<FusedDecode>,
+    /// Attention from stock ops (any backend), if chosen; otherwise flash
+    /// attention for every token the fused op does not take.
+    pub stock_attention: Option<StockAttention>,
 }
 
 /// Settings of the fused decode-step attention ([`crate::engine::attention`]).
@@ -304,14 +308,27 @@ pub struct FusedDecode {
     pub select_v: Option<SelectV>,
 }
 
+/// Settings of attention built from stock ggml ops
+/// ([`crate::engine::stock_attention`]): the path on a GPU, where neither
+/// the fused CPU op nor flash attention (with unequal K and V heads) fits.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StockAttention {
+    /// Selective V fetching on decode steps.
+    pub select_v: Option<SelectV>,
+}
+
 /// The graph builder of each architecture.
 enum Blocks {
     Llama(llama::LlamaWeights),
 }
 
-/// A loaded model: backend, weights, hyper-parameters and graph builder.
+/// A loaded model: backends, weights, hyper-parameters and graph builder.
 pub struct Model {
     backend: Backend,
+    /// The GPU's backend and the first block on it (the blocks from there
+    /// on, their KV cache, and the output head when all blocks are there).
+    gpu: Option<(Backend, usize)>,
+    placement: Placement,
     weights: Weights,
     hparams: HParams,
     blocks: Blocks,
@@ -320,9 +337,54 @@ pub struct Model {
 impl Model {
     /// Loads the model in `gguf` onto the CPU backend.
     pub fn load(gguf: &GgufFile, opts: &LoadOptions) -> Result<Self, EngineError> {
+        Self::load_on(gguf, opts, Placement::Cpu)
+    }
+
+    /// Loads the model in `gguf` as `placement` says: blocks offloaded to a
+    /// GPU keep their weights and KV cache there, the token embeddings stay
+    /// on the CPU (read by row), and the output head goes to the GPU with
+    /// the last block (a copy of the embeddings when they are tied).
+    pub fn load_on(
+        gguf: &GgufFile,
+        opts: &LoadOptions,
+        placement: Placement,
+    ) -> Result<Self, EngineError> {
         let hparams = HParams::from_gguf(gguf)?;
         let backend = Backend::cpu(opts.n_threads)?;
-        let weights = Weights::load(gguf, &backend, &llama::is_matmul_weight)?;
+        let gpu = match placement {
+            Placement::Cpu => None,
+            Placement::Gpu { gpu, layers } => {
+                let device =
+                    Device::gpus()
+                        .get(gpu)
+                        .copied()
+                        .ok_or_else(|| EngineError::NoGpu {
+                            index: gpu,
+                            why: super::device::no_gpu_reason(),
+                        })?;
+                let first = layers.first_gpu_layer(hparams.n_layer);
+                Some((Backend::gpu(device)?, first))
+            }
+        };
+        let weights = match &gpu {
+            None => Weights::load(gguf, &backend, None, &llama::is_matmul_weight)?,
+            Some((gpu_backend, first)) => {
+                let first = *first;
+                let holds = move |name: &str| llama::offloaded(name, first);
+                let tied = !gguf.tensors().iter().any(|t| t.name == "output.weight");
+                let copies = if first == 0 && tied {
+                    vec![("token_embd.weight".into(), "output.weight".into())]
+                } else {
+                    Vec::new()
+                };
+                let g = GpuWeights {
+                    backend: gpu_backend,
+                    holds: &holds,
+                    copies,
+                };
+                Weights::load(gguf, &backend, Some(&g), &llama::is_matmul_weight)?
+            }
+        };
         let blocks = match hparams.arch {
             Architecture::Llama | Architecture::Qwen2 | Architecture::Sigma => {
                 Blocks::Llama(llama::LlamaWeights::bind(&weights, &hparams)?)
@@ -330,10 +392,33 @@ impl Model {
         };
         Ok(Self {
             backend,
+            gpu,
+            placement,
             weights,
             hparams,
             blocks,
         })
+    }
+
+    /// Where the model runs.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// The GPU's backend and the first block on it, if any block is there.
+    pub fn gpu(&self) -> Option<(&Backend, usize)> {
+        self.gpu
+            .as_ref()
+            .filter(|(_, first)| *first < self.hparams.n_layer)
+            .map(|(b, first)| (b, *first))
+    }
+
+    /// The backends graphs run on, the GPU's first.
+    pub fn backends(&self) -> Vec<&Backend> {
+        match &self.gpu {
+            Some((gpu, _)) => vec![gpu, &self.backend],
+            None => vec![&self.backend],
+        }
     }
 
     /// The hyper-parameters.
@@ -341,7 +426,8 @@ impl Model {
         &self.hparams
     }
 
-    /// The backend the model runs on.
+    /// The CPU backend (every model has one: embeddings, blocks not
+    /// offloaded).
     pub fn backend(&self) -> &Backend {
         &self.backend
     }

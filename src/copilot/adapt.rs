@@ -1,0 +1,498 @@
+//! Fitting a reference command to the question: the GPUs, PCI device,
+//! InfiniBand adapter or process the operator names replace the example's.
+//!
+//! Catalogue examples are written for some GPU or none (`nvidia-smi -q -i 3
+//! -d ECC`, `ps -fp 12345`); a question names its own ("ECC counts for GPU
+//! 4", "what is pid 48213 doing"). Small models copy references faithfully
+//! but adapt them badly, so the adaptation is done here, deterministically,
+//! and the model chooses among adapted commands.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::guard::{self, catalogue::Catalogue, catalogue::Tool};
+use crate::probe::Snapshot;
+
+/// What a question points at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Targets {
+    /// GPU indexes named ("GPU 3", "GPUs 4-7", "gpus 2 and 5"); empty when
+    /// none, or when the question is about every GPU.
+    pub gpus: Vec<u32>,
+    /// A PCI address, short form (`3d:00.0`): named in the question, or the
+    /// bus of the one GPU named.
+    pub bus: Option<String>,
+    /// An InfiniBand adapter named (`mlx5_3`).
+    pub hca: Option<String>,
+    /// A process: named (`pid 48213`), or the one holding the most memory
+    /// on the GPUs named.
+    pub pid: Option<u32>,
+    /// A power limit in watts ("set it back to 700 W"): the last one named.
+    pub watts: Option<u32>,
+    /// Message sizes for an NCCL test ("from 8 bytes to 1 GB", "8B..1G"),
+    /// in nccl-tests' notation (`8`, `1G`): the first two named.
+    pub sizes: Option<(String, String)>,
+    /// GPUs on the node: what an NCCL test spans (`-g`).
+    pub gpu_count: usize,
+}
+
+fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pattern).expect("valid regex"))
+}
+
+fn gpu_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(
+        &R,
+        r"(?i)\b(?:gpus?|cards?)\s*#?\s*(\d+)(?:\s*(?:-|–|to)\s*(\d+))?((?:\s*(?:,|and|&)\s*\d+)*)",
+    )
+}
+
+fn bus_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(
+        &R,
+        r"(?i)\b(?:([0-9a-f]{4,8}):)?([0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\b",
+    )
+}
+
+fn hca_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(&R, r"\bmlx5_\d+\b")
+}
+
+fn pid_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(&R, r"(?i)\b(?:pid|process)\s*#?\s*(\d+)\b")
+}
+
+fn watts_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(&R, r"(?i)\b(\d{2,4})\s*(?:w|watts?)\b")
+}
+
+fn size_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(&R, r"(?i)\b(\d+)\s*(bytes?|b|kib|kb|k|mib|mb|m|gib|gb|g)\b")
+}
+
+/// A size as nccl-tests writes it: `8 bytes` gives `8`, `1 GB` gives `1G`.
+fn nccl_size(number: &str, unit: &str) -> String {
+    match unit.to_ascii_lowercase().chars().next() {
+        Some('k') => format!("{number}K"),
+        Some('m') => format!("{number}M"),
+        Some('g') => format!("{number}G"),
+        _ => number.to_string(),
+    }
+}
+
+fn every_gpu_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(
+        &R,
+        r"(?i)\b(?:every|each|all(?: the| of the)?|per)\s+(?:gpus?|cards?)\b|\ball of them\b",
+    )
+}
+
+/// The short, lower-case form of a PCI address (`00000000:3D:00.0` gives
+/// `3d:00.0`).
+fn short_bus(bus: &str) -> Option<String> {
+    bus_regex().captures(bus).map(|c| c[2].to_ascii_lowercase())
+}
+
+impl Targets {
+    /// What `question` names, resolved against the node.
+    pub fn of(question: &str, snapshot: &Snapshot) -> Targets {
+        let mut gpus = Vec::new();
+        for c in gpu_regex().captures_iter(question) {
+            let Ok(first) = c[1].parse::<u32>() else {
+                continue;
+            };
+            match c.get(2).and_then(|m| m.as_str().parse::<u32>().ok()) {
+                Some(last) if last >= first && last - first < 64 => gpus.extend(first..=last),
+                _ => gpus.push(first),
+            }
+            if let Some(more) = c.get(3) {
+                gpus.extend(
+                    more.as_str()
+                        .split(|ch: char| !ch.is_ascii_digit())
+                        .filter_map(|n| n.parse::<u32>().ok()),
+                );
+            }
+        }
+        gpus.dedup();
+        let named_gpus = gpus.clone();
+        if every_gpu_regex().is_match(question) {
+            gpus.clear();
+        }
+        let bus = short_bus(question).or_else(|| match named_gpus.as_slice() {
+            [one] => snapshot
+                .gpus
+                .iter()
+                .find(|g| g.index == *one)
+                .and_then(|g| short_bus(&g.pci_bus_id)),
+            _ => None,
+        });
+        let hca = hca_regex().find(question).map(|m| m.as_str().to_string());
+        let pid = pid_regex()
+            .captures(question)
+            .and_then(|c| c[1].parse().ok())
+            .or_else(|| {
+                snapshot
+                    .gpus
+                    .iter()
+                    .filter(|g| named_gpus.contains(&g.index))
+                    .flat_map(|g| &g.processes)
+                    .max_by_key(|p| p.used_memory_mib.unwrap_or(0))
+                    .map(|p| p.pid)
+            });
+        let watts = watts_regex()
+            .captures_iter(question)
+            .filter_map(|c| c[1].parse().ok())
+            .last();
+        let sizes: Vec<String> = size_regex()
+            .captures_iter(question)
+            .map(|c| nccl_size(&c[1], &c[2]))
+            .collect();
+        Targets {
+            gpus,
+            bus,
+            hca,
+            pid,
+            watts,
+            sizes: match sizes.as_slice() {
+                [from, to, ..] => Some((from.clone(), to.clone())),
+                _ => None,
+            },
+            gpu_count: snapshot.gpus.len().max(snapshot.amd_gpus.len()),
+        }
+    }
+}
+
+/// `command` fitted to `targets`: the GPU selector of its program set to
+/// the one GPU named (added where the program takes one; removed when the
+/// question names none or several, whose answer is the whole table), PCI
+/// addresses, `mlx5_N` adapters, process ids, a power limit and NCCL test
+/// sizes and GPU count replaced by the ones named. A command that does not
+/// split into shell words comes back unchanged.
+pub fn adapt(command: &str, targets: &Targets) -> String {
+    let Ok(words) = shell_words::split(command) else {
+        return command.to_string();
+    };
+    let mut segments: Vec<Vec<String>> =
+        words.split(|w| w == "|").map(<[String]>::to_vec).collect();
+    if let Some(first) = segments.first_mut() {
+        scope_gpus(first, &targets.gpus);
+        set_values(first, targets);
+        if targets.hca.is_none() {
+            drop_adapter(first);
+        }
+    }
+    for segment in &mut segments {
+        let is_process_tool = matches!(segment.first().map(String::as_str), Some("ps" | "top"));
+        for word in segment.iter_mut().skip(1) {
+            if let Some(bus) = &targets.bus {
+                *word = replace_bus(word, bus);
+            }
+            if let Some(hca) = &targets.hca {
+                *word = hca_regex().replace_all(word, hca.as_str()).into_owned();
+            }
+            if let Some(pid) = targets.pid {
+                *word = replace_pid(word, pid, is_process_tool);
+            }
+        }
+    }
+    segments
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|w| guard::quote(w))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// Drops an example's InfiniBand adapter (`ibstat mlx5_0`, `ibv_devinfo
+/// -d mlx5_0`) when the question names none: the answer covers them all.
+/// Paths that name one (`/sys/class/infiniband/mlx5_0/...`) keep it.
+fn drop_adapter(words: &mut Vec<String>) {
+    let Some(i) = words
+        .iter()
+        .position(|w| hca_regex().find(w).is_some_and(|m| m.as_str() == w))
+    else {
+        return;
+    };
+    let flag_before = i >= 2 && matches!(words[i - 1].as_str(), "-d" | "--ib-dev" | "-C" | "--Ca");
+    let from = if flag_before { i - 1 } else { i };
+    words.drain(from..=i);
+}
+
+/// Replaces the values the question gives: `nvidia-smi -pl W`, and an
+/// NCCL test's `-b`/`-e` sizes and `-g` GPU count.
+fn set_values(words: &mut [String], targets: &Targets) {
+    let program = words.first().cloned().unwrap_or_default();
+    let nccl_test = program.ends_with("_perf");
+    let mut set = |flags: &[&str], value: &str| {
+        if let Some(i) = words.iter().position(|w| flags.contains(&w.as_str()))
+            && let Some(v) = words.get_mut(i + 1)
+        {
+            *v = value.to_string();
+        }
+    };
+    if program == "nvidia-smi"
+        && let Some(w) = targets.watts
+    {
+        set(&["-pl", "--power-limit"], &w.to_string());
+    }
+    if nccl_test {
+        if let Some((from, to)) = &targets.sizes {
+            set(&["-b", "--minbytes"], from);
+            set(&["-e", "--maxbytes"], to);
+        }
+        if targets.gpu_count > 0 {
+            set(&["-g", "--ngpus"], &targets.gpu_count.to_string());
+        }
+    }
+}
+
+/// Sets, adds or removes the GPU selector of one program's words. Scoped
+/// to one GPU, a `--query-gpu` table loses its `index` column.
+fn scope_gpus(words: &mut Vec<String>, gpus: &[u32]) {
+    let Some(tool) = words.first().and_then(|p| Catalogue::builtin().tool(p)) else {
+        return;
+    };
+    let (scope, insert_at) = match words.get(1).and_then(|w| tool.subcommand(w)) {
+        Some(sub) => (sub, 2),
+        None => (tool, 1),
+    };
+    let Some(flag) = gpu_flag(tool, scope) else {
+        return;
+    };
+    let short = flag.names.first().cloned().unwrap_or_default();
+    let long_eq: Vec<String> = flag
+        .names
+        .iter()
+        .filter(|n| n.starts_with("--"))
+        .map(|n| format!("{n}="))
+        .collect();
+    let at = words
+        .iter()
+        .position(|w| flag.names.contains(w) || long_eq.iter().any(|p| w.starts_with(p.as_str())));
+    let value = match gpus {
+        [one] => Some(one.to_string()),
+        _ => None,
+    };
+    if value.is_some() {
+        for w in words.iter_mut() {
+            if let Some(fields) = w.strip_prefix("--query-gpu=index,") {
+                *w = format!("--query-gpu={fields}");
+            }
+        }
+    }
+    match (at, value) {
+        (Some(i), Some(v)) if words[i].contains('=') => {
+            let name = words[i].split('=').next().unwrap_or_default().to_string();
+            words[i] = format!("{name}={v}");
+        }
+        (Some(i), Some(v)) => match words.get_mut(i + 1) {
+            Some(w) => *w = v,
+            None => words.push(v),
+        },
+        (Some(i), None) => {
+            let n = if words[i].contains('=') { 1 } else { 2 };
+            words.drain(i..(i + n).min(words.len()));
+        }
+        (None, Some(v)) => {
+            let at = insert_at.min(words.len());
+            words.splice(at..at, [short, v]);
+        }
+        (None, None) => {}
+    }
+}
+
+/// The flag of `scope` (or of `tool`, when its flags stay valid after a
+/// subcommand) that selects GPUs.
+fn gpu_flag<'a>(tool: &'a Tool, scope: &'a Tool) -> Option<&'a guard::catalogue::Flag> {
+    let inherited: &[guard::catalogue::Flag] = if tool.global_flags { &tool.flag } else { &[] };
+    scope
+        .flag
+        .iter()
+        .chain(inherited)
+        .find(|f| f.selects_gpus())
+}
+
+/// Replaces a PCI address in `word` by `bus`, keeping a domain prefix when
+/// the word had one.
+fn replace_bus(word: &str, bus: &str) -> String {
+    bus_regex()
+        .replace_all(word, |c: &regex::Captures<'_>| match c.get(1) {
+            Some(domain) => format!("{}:{bus}", "0".repeat(domain.as_str().len())),
+            None => bus.to_string(),
+        })
+        .into_owned()
+}
+
+/// Replaces a process id: `/proc/N/...` anywhere, and for `ps`/`top` a word
+/// of digits (`12345`) or the digits ending a combined flag (`-fp12345`).
+fn replace_pid(word: &str, pid: u32, is_process_tool: bool) -> String {
+    static PROC: OnceLock<Regex> = OnceLock::new();
+    let proc_path = regex(&PROC, r"^/proc/\d+/");
+    if proc_path.is_match(word) {
+        return proc_path
+            .replace(word, format!("/proc/{pid}/").as_str())
+            .into_owned();
+    }
+    if is_process_tool && word.len() >= 3 && word.chars().all(|c| c.is_ascii_digit()) {
+        return pid.to_string();
+    }
+    word.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> Snapshot {
+        crate::sim::load(name).expect("sim loads").snapshot
+    }
+
+    #[test]
+    fn targets_read_gpus_ranges_buses_adapters_and_pids() {
+        let s = node("h100x8-stuck-memory");
+        let t = Targets::of("GPUs 4-7 are full. Who holds them?", &s);
+        assert_eq!(t.gpus, vec![4, 5, 6, 7]);
+        assert!(t.pid.is_some(), "the process on GPUs 4-7: {t:?}");
+        let t = Targets::of("what is pid 48213 doing", &s);
+        assert_eq!((t.gpus.clone(), t.pid), (vec![], Some(48213)));
+        let t = Targets::of("Show mlx5_3's state and LnkSta of bus 3d:00.0", &s);
+        assert_eq!(t.hca.as_deref(), Some("mlx5_3"));
+        assert_eq!(t.bus.as_deref(), Some("3d:00.0"));
+        let t = Targets::of("gpus 2 and 5", &s);
+        assert_eq!(t.gpus, vec![2, 5]);
+        let t = Targets::of("Show power for every GPU; GPU 2 looks hot", &s);
+        assert!(t.gpus.is_empty(), "{t:?}");
+    }
+
+    #[test]
+    fn the_one_gpu_named_gives_its_bus() {
+        let s = node("h100x8-thermal-throttle");
+        let t = Targets::of("Why is GPU 2 slow?", &s);
+        assert_eq!(t.gpus, vec![2]);
+        let bus = s
+            .gpus
+            .iter()
+            .find(|g| g.index == 2)
+            .unwrap()
+            .pci_bus_id
+            .clone();
+        assert_eq!(t.bus, short_bus(&bus));
+    }
+
+    #[test]
+    fn gpu_selectors_are_set_added_and_removed() {
+        let gpu = |g: &[u32]| Targets {
+            gpus: g.to_vec(),
+            ..Targets::default()
+        };
+        assert_eq!(
+            adapt("nvidia-smi -q -i 3 -d ECC", &gpu(&[6])),
+            "nvidia-smi -q -i 6 -d ECC"
+        );
+        assert_eq!(
+            adapt("nvidia-smi -q -i 3 -d ECC", &gpu(&[])),
+            "nvidia-smi -q -d ECC"
+        );
+        assert_eq!(
+            adapt(
+                "nvidia-smi --query-gpu=index,power.draw --format=csv",
+                &gpu(&[4])
+            ),
+            "nvidia-smi -i 4 --query-gpu=power.draw --format=csv"
+        );
+        // Several GPUs: the whole table answers.
+        assert_eq!(
+            adapt(
+                "nvidia-smi -i 3 --query-gpu=index,power.draw --format=csv",
+                &gpu(&[4, 5])
+            ),
+            "nvidia-smi --query-gpu=index,power.draw --format=csv"
+        );
+        assert_eq!(
+            adapt("nvidia-smi nvlink -e", &gpu(&[5])),
+            "nvidia-smi nvlink -i 5 -e"
+        );
+        assert_eq!(
+            adapt("nvidia-smi --id=1 -q", &gpu(&[2])),
+            "nvidia-smi --id=2 -q"
+        );
+        // topo's -i only means something with -n or -p.
+        assert_eq!(
+            adapt("nvidia-smi topo -m", &gpu(&[4])),
+            "nvidia-smi topo -m"
+        );
+        assert_eq!(
+            adapt("rocm-smi --showras", &gpu(&[4])),
+            "rocm-smi -d 4 --showras"
+        );
+        assert_eq!(
+            adapt("amd-smi metric --ecc", &gpu(&[4])),
+            "amd-smi metric -g 4 --ecc"
+        );
+        assert_eq!(
+            adapt("amd-smi metric --ecc", &gpu(&[4, 5])),
+            "amd-smi metric --ecc"
+        );
+        // Programs without a selector are untouched.
+        assert_eq!(
+            adapt("dmesg -T | grep -i xid", &gpu(&[2])),
+            "dmesg -T | grep -i xid"
+        );
+    }
+
+    #[test]
+    fn buses_adapters_and_pids_are_replaced() {
+        let t = Targets {
+            bus: Some("3d:00.0".into()),
+            hca: Some("mlx5_3".into()),
+            pid: Some(48213),
+            ..Targets::default()
+        };
+        assert_eq!(
+            adapt("lspci -vvv -s 17:00.0 | grep -E 'LnkCap|LnkSta'", &t),
+            "lspci -vvv -s 3d:00.0 | grep -E 'LnkCap|LnkSta'"
+        );
+        assert_eq!(
+            adapt(
+                "cat /sys/bus/pci/devices/0000:17:00.0/current_link_speed",
+                &t
+            ),
+            "cat /sys/bus/pci/devices/0000:3d:00.0/current_link_speed"
+        );
+        assert_eq!(adapt("ibstat mlx5_0", &t), "ibstat mlx5_3");
+        let none = Targets::default();
+        assert_eq!(adapt("ibstat mlx5_0", &none), "ibstat");
+        assert_eq!(adapt("ibv_devinfo -d mlx5_0 -v", &none), "ibv_devinfo -v");
+        assert_eq!(adapt("ps -fp 12345", &t), "ps -fp 48213");
+        let t = Targets::of(
+            "Someone capped them at 400 W. Set the power limit back to 700 W.",
+            &node("h100x8-healthy"),
+        );
+        assert_eq!(adapt("nvidia-smi -pl 500", &t), "nvidia-smi -pl 700");
+        let mut t = Targets::of("nccl allreduce test, 8B..1G", &node("h100x8-healthy"));
+        assert_eq!(t.sizes, Some(("8".into(), "1G".into())));
+        t.gpu_count = 4;
+        assert_eq!(
+            adapt("all_reduce_perf -b 8 -e 8G -f 2 -g 8", &t),
+            "all_reduce_perf -b 8 -e 1G -f 2 -g 4"
+        );
+        let t = Targets {
+            pid: Some(48213),
+            ..Targets::default()
+        };
+        assert_eq!(adapt("ps -o pid,cmd -p 1234", &t), "ps -o pid,cmd -p 48213");
+        assert_eq!(adapt("cat /proc/1234/status", &t), "cat /proc/48213/status");
+    }
+}

@@ -1,0 +1,463 @@
+//! Which catalogue commands answer a question: the candidate pool, the
+//! operator's intent, and the ranking.
+//!
+//! The pool is every catalogue example plus the commands the catalogue
+//! implies for nvidia-smi: one `-q -d SECTION` report per section and one
+//! `--query-gpu=index,FIELD` table per field, each described by the
+//! catalogue's own text. Ranking is BM25 over those descriptions, with the
+//! question's informal words (`temps`, `util`, `RAM`) first mapped to the
+//! catalogue's vocabulary (`prompts/vocabulary.toml`). Commands that change
+//! state are candidates only when the question asks for a change, heavy
+//! ones only when it asks for a test or benchmark; tools of a GPU vendor the
+//! node lacks are left out. Every candidate is fitted to the GPUs, devices
+//! and processes the question names ([`super::adapt`]).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use bm25::{Language, SearchEngine, SearchEngineBuilder};
+use regex::Regex;
+use serde::Deserialize;
+
+use super::adapt::{self, Targets};
+use crate::checks::{Finding, Severity};
+use crate::guard::{self, Tier, catalogue::Catalogue, catalogue::Tool};
+use crate::probe::Snapshot;
+
+/// A command the model may be shown, with what it is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    /// The command line.
+    pub command: String,
+    /// What it is for.
+    pub purpose: String,
+    /// The guard's tier for it.
+    pub tier: Tier,
+    /// Implied by the catalogue's section or field list rather than written
+    /// as an example: one section or field, a narrower answer than a
+    /// curated example that matches as well.
+    pub implied: bool,
+}
+
+/// The operator's words mapped to the catalogue's, embedded.
+const VOCABULARY: &str = include_str!("../../prompts/vocabulary.toml");
+
+/// Every candidate: the catalogue's examples, then its `-q -d` sections and
+/// `--query-gpu` fields as commands. Blocked ones are left out.
+pub fn pool() -> &'static [Reference] {
+    static ALL: OnceLock<Vec<Reference>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut out = Vec::new();
+        for tool in Catalogue::builtin().tools() {
+            collect_examples(tool, &mut out);
+        }
+        implied_nvidia_smi(&mut out);
+        out.retain(|r| r.tier != Tier::Blocked);
+        out
+    })
+}
+
+fn collect_examples(tool: &Tool, out: &mut Vec<Reference>) {
+    for ex in &tool.example {
+        out.push(Reference {
+            command: ex.command.clone(),
+            purpose: ex.purpose.clone(),
+            tier: ex.tier,
+            implied: false,
+        });
+    }
+    for sub in &tool.subcommand {
+        collect_examples(sub, out);
+    }
+}
+
+/// `nvidia-smi -q -d SECTION` for every report section and
+/// `nvidia-smi --query-gpu=index,FIELD --format=csv` for every field the
+/// catalogue describes (aliases with the same description once).
+fn implied_nvidia_smi(out: &mut Vec<Reference>) {
+    let Some(smi) = Catalogue::builtin().tool("nvidia-smi") else {
+        return;
+    };
+    let mut push = |command: String, purpose: String| {
+        if !out.iter().any(|r| r.command == command) {
+            let tier = guard::check(&command).tier;
+            out.push(Reference {
+                command,
+                purpose,
+                tier,
+                implied: true,
+            });
+        }
+    };
+    if let Some(display) = smi.flag("-d") {
+        for v in &display.values {
+            let what = v.description.as_deref().unwrap_or(&v.value);
+            push(
+                format!("nvidia-smi -q -d {}", v.value),
+                format!("report section: {what}"),
+            );
+        }
+    }
+    if let Some(fields) = smi.flag("--query-gpu") {
+        let mut described: Vec<&str> = Vec::new();
+        for v in &fields.values {
+            let Some(what) = v.description.as_deref() else {
+                continue;
+            };
+            if v.value == "index" || described.contains(&what) {
+                continue;
+            }
+            described.push(what);
+            push(
+                format!("nvidia-smi --query-gpu=index,{} --format=csv", v.value),
+                format!("table per GPU: {what}"),
+            );
+        }
+    }
+}
+
+/// The BM25 index over [`pool`]; document ids are indexes into it.
+fn index() -> &'static SearchEngine<u32> {
+    static INDEX: OnceLock<SearchEngine<u32>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let docs: Vec<String> = pool().iter().map(document_text).collect();
+        SearchEngineBuilder::<u32>::with_corpus(Language::English, docs).build()
+    })
+}
+
+/// The searchable text of a reference: purpose, the command split into
+/// words (`--query-gpu=temperature.gpu` gives `query gpu temperature gpu`),
+/// and what the catalogue says each argument means.
+fn document_text(r: &Reference) -> String {
+    // An implied command's words repeat its description (`-d TEMPERATURE`).
+    let command_words = if r.implied {
+        String::new()
+    } else {
+        words(&r.command)
+    };
+    let mut text = format!("{}. {command_words}", r.purpose);
+    for arg in guard::explain(&r.command) {
+        let _ = write!(text, ". {}", arg.meaning);
+    }
+    text
+}
+
+/// Splits a command into plain words for ranking.
+fn words(command: &str) -> String {
+    command
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { ' ' })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Vocabulary {
+    /// Operator word or phrase (lower case) -> catalogue words.
+    terms: HashMap<String, String>,
+}
+
+/// `question` with the catalogue words its informal terms stand for added.
+fn expand(question: &str) -> String {
+    static VOCAB: OnceLock<Vec<(Regex, String)>> = OnceLock::new();
+    let vocab = VOCAB.get_or_init(|| {
+        let v: Vocabulary = toml::from_str(VOCABULARY).expect("prompts/vocabulary.toml parses");
+        let mut terms: Vec<(Regex, String)> = v
+            .terms
+            .into_iter()
+            .map(|(term, words)| {
+                let re = Regex::new(&format!(r"(?i)\b{}\b", regex::escape(&term)))
+                    .expect("escaped term");
+                (re, words)
+            })
+            .collect();
+        terms.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        terms
+    });
+    let mut out = question.to_string();
+    for (re, words) in vocab {
+        if re.is_match(question) {
+            let _ = write!(out, " {words}");
+        }
+    }
+    out
+}
+
+/// What the operator asks for, beyond information.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Intent {
+    /// A change to the node ("reset it", "set the power limit to 700 W").
+    pub change: bool,
+    /// A test, benchmark or deep diagnostic ("run a quick DCGM diagnostic").
+    pub heavy: bool,
+}
+
+impl Intent {
+    /// Reads the intent from the question: a change when a sentence starts
+    /// with a verb that changes state, a heavy run when one asks to run,
+    /// test or benchmark something and none forbids it ("no benchmarks
+    /// please", "without disturbing them").
+    pub fn of(question: &str) -> Intent {
+        static CHANGE: OnceLock<Regex> = OnceLock::new();
+        static HEAVY: OnceLock<Regex> = OnceLock::new();
+        static NO_HEAVY: OnceLock<Regex> = OnceLock::new();
+        let change = CHANGE.get_or_init(|| {
+            Regex::new(
+                r"(?i)^(?:(?:please|now|ok|so|then|can you|could you|go ahead and)[,\s]+)*(?:reset|set|enable|disable|turn|switch|restart|reboot|kill|clear|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put)\b",
+            )
+            .expect("valid regex")
+        });
+        let heavy = HEAVY.get_or_init(|| {
+            Regex::new(
+                r"(?i)\b(?:run|benchmark|bench|test|tests|diag|diagnostic|stress|measure|sanity|bug report|collect)\b",
+            )
+            .expect("valid regex")
+        });
+        let no_heavy = NO_HEAVY.get_or_init(|| {
+            Regex::new(
+                r"(?i)\bno (?:benchmarks?|tests?|load)\b|\bwithout (?:disturbing|running|load)|\bjobs are running\b|\bdon'?t (?:run|disturb)",
+            )
+            .expect("valid regex")
+        });
+        let sentences = question
+            .split(['.', '!', '?', ';', ':'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        Intent {
+            change: sentences.into_iter().any(|s| change.is_match(s)),
+            heavy: heavy.is_match(question) && !no_heavy.is_match(question),
+        }
+    }
+
+    /// Whether a command of `tier` may be a candidate.
+    pub fn allows(self, tier: Tier) -> bool {
+        match tier {
+            Tier::ReadOnly => true,
+            Tier::Heavy => self.heavy,
+            Tier::StateChanging => self.change,
+            Tier::Blocked => false,
+        }
+    }
+}
+
+/// The `k` best candidates for `question` on this node, fitted to what it
+/// names, without duplicates (compared in the guard's canonical form). The
+/// question alone ranks all but the last slot; the last goes to the best
+/// match of the question with the titles of the node's warning and
+/// critical findings, so a question that says what it wants is not drowned
+/// by the node's problems, and a vague one still reaches them.
+pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize) -> Vec<Reference> {
+    let vendor = Vendors::of(snapshot);
+    let intent = Intent::of(question);
+    let targets = Targets::of(question, snapshot);
+    let expanded = expand(&format!("{question} {}", words(question)));
+    let mut with_findings = expanded.clone();
+    for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
+        let _ = write!(with_findings, " {}", f.title);
+    }
+    let pool = pool();
+    // Best first, each with its score.
+    let search = |query: String| -> Vec<(f32, &'static Reference)> {
+        let mut hits: Vec<(f32, &'static Reference)> = index()
+            .search(&query, pool.len())
+            .into_iter()
+            .filter_map(|hit| {
+                let r = pool.get(hit.document.id as usize)?;
+                Some((hit.score * simplicity(r), r))
+            })
+            .filter(|(_, r)| intent.allows(r.tier) && vendor.has_tool_for(&r.command))
+            .collect();
+        hits.sort_by(|a, b| b.0.total_cmp(&a.0));
+        hits
+    };
+    let mut out: Vec<Reference> = Vec::with_capacity(k);
+    let mut seen: Vec<String> = Vec::with_capacity(k);
+    let first = search(format!("{expanded}{}", vendor.words()));
+    let rest = search(format!("{with_findings}{}", vendor.words()));
+    let mut push = |r: &Reference, out: &mut Vec<Reference>| {
+        let command = adapt::adapt(&r.command, &targets);
+        let key = guard::normalize(&command).unwrap_or_else(|| command.clone());
+        if !seen.contains(&key) {
+            seen.push(key);
+            out.push(Reference {
+                command,
+                purpose: r.purpose.clone(),
+                tier: r.tier,
+                implied: r.implied,
+            });
+        }
+    };
+    // Asked for a change, the best-matching change comes first (the
+    // operator still confirms it), if it matches about as well as the best
+    // command: a change the catalogue lacks ("kill that process") must not
+    // become some other change.
+    let best = first.first().map_or(0.0, |h| h.0);
+    if intent.change
+        && let Some((score, change)) = first.iter().find(|(_, r)| r.tier == Tier::StateChanging)
+        && *score >= CHANGE_SCORE_RATIO * best
+    {
+        push(change, &mut out);
+    }
+    let first: Vec<&Reference> = first.into_iter().map(|(_, r)| r).collect();
+    let rest: Vec<&Reference> = rest.into_iter().map(|(_, r)| r).collect();
+    for r in &first {
+        if out.len() + 1 >= k.max(2) {
+            break;
+        }
+        push(r, &mut out);
+    }
+    for r in rest.iter().chain(&first) {
+        if out.len() >= k {
+            break;
+        }
+        push(r, &mut out);
+    }
+    out
+}
+
+/// How close to the best command's score a change must be to come first.
+const CHANGE_SCORE_RATIO: f32 = 0.6;
+
+/// A prior for the simpler of two equally relevant commands: each shell
+/// word past the program costs a little, as an operator reaches for
+/// `dmesg -T | grep -i xid` before a five-stage pipeline.
+fn simplicity(r: &Reference) -> f32 {
+    let extra_words = r.command.split_whitespace().count().saturating_sub(1);
+    let implied = if r.implied { IMPLIED_WEIGHT } else { 1.0 };
+    implied / (1.0 + SIMPLICITY_WEIGHT * extra_words as f32)
+}
+
+/// The score of an implied candidate relative to a curated example: its
+/// description is short, so BM25 ranks it high on a single shared word.
+const IMPLIED_WEIGHT: f32 = 0.8;
+
+/// How much each extra word of a command lowers its score.
+const SIMPLICITY_WEIGHT: f32 = 0.04;
+
+/// The GPU vendors a node has.
+struct Vendors {
+    nvidia: bool,
+    amd: bool,
+}
+
+impl Vendors {
+    fn of(snapshot: &Snapshot) -> Vendors {
+        Vendors {
+            nvidia: !snapshot.gpus.is_empty()
+                || snapshot.pci_gpus.iter().any(|p| p.vendor_id == "10de"),
+            amd: !snapshot.amd_gpus.is_empty(),
+        }
+    }
+
+    /// Words added to the query so the node's own tools rank first.
+    fn words(&self) -> &'static str {
+        match (self.nvidia, self.amd) {
+            (false, true) => " amd rocm-smi amd-smi",
+            (true, _) => " nvidia nvidia-smi",
+            (false, false) => "",
+        }
+    }
+
+    /// False for a vendor's GPU tool (or a search for its driver's
+    /// messages) on a node without that vendor's GPUs, when the node has the
+    /// other vendor's.
+    fn has_tool_for(&self, command: &str) -> bool {
+        let bin = command.split_whitespace().next().unwrap_or("");
+        let nvidia_tool = bin.starts_with("nvidia") || bin == "dcgmi";
+        let amd_tool =
+            bin.starts_with("rocm") || bin.starts_with("amd-smi") || command.contains("amdgpu");
+        !((nvidia_tool && !self.nvidia && self.amd) || (amd_tool && !self.amd))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> (Snapshot, Vec<Finding>) {
+        let node = crate::sim::load(name).expect("sim loads");
+        let findings = crate::checks::run_all(&node.snapshot);
+        (node.snapshot, findings)
+    }
+
+    #[test]
+    fn every_candidate_is_valid_and_has_its_tier() {
+        assert!(pool().len() > 200);
+        for r in pool() {
+            let verdict = guard::check(&r.command);
+            assert_ne!(verdict.tier, Tier::Blocked, "{}", r.command);
+            assert_eq!(verdict.tier, r.tier, "{}", r.command);
+        }
+    }
+
+    #[test]
+    fn remap_questions_find_the_row_remapper() {
+        let (s, f) = node("a100x4-ecc-remap-pending");
+        let hits = rank("Is any GPU waiting for a row remap?", &s, &f, 5);
+        assert!(
+            hits.iter()
+                .any(|r| r.command.contains("ROW_REMAPPER") || r.command.contains("remapped_rows")),
+            "{hits:#?}"
+        );
+    }
+
+    #[test]
+    fn amd_nodes_get_amd_tools() {
+        let (s, f) = node("mi300x-healthy");
+        let hits = rank("show GPU temperatures", &s, &f, 5);
+        assert!(!hits.is_empty());
+        assert!(
+            hits.iter().all(|r| !r.command.starts_with("nvidia-smi")),
+            "{hits:#?}"
+        );
+    }
+
+    #[test]
+    fn informal_words_reach_the_catalogue() {
+        let (s, f) = node("h100x8-healthy");
+        let hits = rank("temps?", &s, &f, 5);
+        assert!(
+            hits.iter()
+                .any(|r| r.command.contains("temperature") || r.command.contains("TEMPERATURE")),
+            "{hits:#?}"
+        );
+    }
+
+    #[test]
+    fn changes_and_heavy_runs_only_when_asked() {
+        let (s, f) = node("h100x8-power-cap");
+        let read = rank("What power limit is set on each GPU?", &s, &f, 8);
+        assert!(read.iter().all(|r| r.tier == Tier::ReadOnly), "{read:#?}");
+        let change = rank(
+            "Set the power limit back to 700 W on all of them.",
+            &s,
+            &f,
+            8,
+        );
+        assert!(
+            change.iter().any(|r| r.tier == Tier::StateChanging),
+            "{change:#?}"
+        );
+        assert_eq!(
+            Intent::of("GPU 4 is drained. Reset it."),
+            Intent {
+                change: true,
+                heavy: false
+            }
+        );
+        assert!(!Intent::of("Does any GPU need a reset? Don't reset anything.").change);
+        assert!(Intent::of("Run a quick DCGM diagnostic.").heavy);
+        assert!(!Intent::of("Why is all-reduce slow? No benchmarks please.").heavy);
+    }
+
+    #[test]
+    fn candidates_are_fitted_to_the_gpu_named() {
+        let (s, f) = node("h100x8-nvlink-errors");
+        let hits = rank("Show the NVLink error counters for GPU 5.", &s, &f, 5);
+        assert!(
+            hits.iter()
+                .any(|r| r.command.starts_with("nvidia-smi nvlink -i 5")),
+            "{hits:#?}"
+        );
+    }
+}
