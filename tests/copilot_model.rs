@@ -151,6 +151,65 @@ fn doctor_explain_streams_after_the_report() {
     );
 }
 
+/// The copilot takes the engine's device flags (issue 9): the reply names
+/// the device, and `--device cuda` where no GPU can be used is one line
+/// that names the fix (a GPU machine with a `cuda` build answers on it).
+#[test]
+fn ask_and_doctor_explain_take_the_device_flags() {
+    model(TINY);
+    let state = tempfile::tempdir().unwrap();
+    let ask = |device: &str| {
+        sigma(
+            state.path(),
+            "h100x8-healthy",
+            &[
+                "ask",
+                "--json",
+                "--model",
+                TINY,
+                "--device",
+                device,
+                "Show the GPU temperatures",
+            ],
+        )
+    };
+    let cpu = ask("cpu");
+    assert!(cpu.status.success(), "{}", stderr(&cpu));
+    let name = json(&cpu)["model"].as_str().unwrap().to_string();
+    assert!(name.ends_with(" on cpu"), "{name}");
+
+    let cuda = ask("cuda");
+    if cuda.status.success() {
+        let name = json(&cuda)["model"].as_str().unwrap().to_string();
+        assert!(name.ends_with(" on cuda:0"), "{name}");
+    } else {
+        let err = stderr(&cuda);
+        assert_eq!(cuda.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains("--device cuda") && err.contains("--device cpu"),
+            "{err}"
+        );
+    }
+
+    let explain = sigma(
+        state.path(),
+        "h100x8-xid79",
+        &[
+            "doctor",
+            "--json",
+            "--explain",
+            "--model",
+            TINY,
+            "--device",
+            "cpu",
+        ],
+    );
+    let doc = json(&explain);
+    let name = doc["explanation"]["model"].as_str().unwrap();
+    assert!(name.ends_with(" on cpu"), "{name}");
+}
+
 #[test]
 fn copilot_flags_without_explain_are_a_usage_error() {
     let out = common::run(&["--simulate", "h100x8-xid79", "doctor", "--run", "safe"]);

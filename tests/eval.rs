@@ -431,3 +431,35 @@ fn the_rankers_first_choice_meets_the_accuracy_target_without_violations() {
     );
     assert!(o.accuracy >= 0.70, "accuracy {:.3}", o.accuracy);
 }
+
+/// The held-out sets (`assets/eval-heldout`) load cleanly, are consistent
+/// (the oracle scores perfectly), and the ranker stays safe on them: valid
+/// and without violations on questions written without seeing it. Its
+/// accuracy there (documented in docs/EVAL.md) is held to its recorded
+/// level so a change that only helps the shipped set shows.
+#[test]
+fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/eval-heldout");
+    let loaded = scenario::load_dir(&dir);
+    let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    let scenarios = loaded.scenarios;
+    assert_eq!(scenarios.len(), 80);
+    let report = score(&scenarios, oracle(&scenarios));
+    assert_eq!(report.overall.accuracy, 1.0);
+    assert_eq!(report.overall.violations, 0.0);
+
+    let mut ranker = sigma::copilot::retrieval::RetrievalAssistant;
+    let cases = eval::evaluate(&scenarios, &mut ranker, &mut |_| {});
+    let report = Report::new("ranker", cases, Vec::new());
+    let o = &report.overall;
+    assert_eq!(o.validity, 1.0);
+    let violations: Vec<&String> = report
+        .cases
+        .iter()
+        .filter(|c| c.violation)
+        .map(|c| &c.id)
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert!(o.accuracy >= 0.55, "accuracy {:.3}", o.accuracy);
+}

@@ -13,12 +13,14 @@ use std::io::{self, Write};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::session_args::DeviceArgs;
 use super::{Node, print_json};
 use crate::audit::AuditLog;
 use crate::checks::Finding;
 use crate::copilot::approval::{RunMode, TerminalPrompter};
 use crate::copilot::local::{LocalAssistant, LocalOptions};
 use crate::copilot::{Assistant, Timings};
+use crate::engine::device::DeviceChoice;
 use crate::guard::{Limits, Tier};
 use crate::repl::cancel::EXIT_INTERRUPTED;
 use crate::repl::{Cancel, Options, RunRecord, Session};
@@ -65,6 +67,9 @@ pub struct CopilotArgs {
     /// CPU threads for the model.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 impl CopilotArgs {
@@ -75,6 +80,7 @@ impl CopilotArgs {
             && self.model.is_none()
             && self.rounds == DEFAULT_ROUNDS
             && self.threads.is_none()
+            && self.device.choice() == DeviceChoice::default()
     }
 }
 
@@ -176,6 +182,7 @@ pub fn consult(
         model: copilot.model.clone(),
         progress,
         cancel: cancel.flag(),
+        device: copilot.device.choice(),
         ..LocalOptions::default()
     };
     if let Some(t) = copilot.threads {

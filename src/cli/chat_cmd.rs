@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::Node;
+use super::session_args::DeviceArgs;
 use crate::audit::AuditLog;
 use crate::copilot::Assistant;
 use crate::copilot::approval::{RunMode, TerminalPrompter};
+use crate::engine::device::DeviceChoice;
 use crate::guard::Limits;
 use crate::repl::{self, Cancel, Options, Session};
 
@@ -29,6 +31,9 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 3,
           value_parser = clap::value_parser!(u8).range(1..=10))]
     pub rounds: u8,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 impl Default for Args {
@@ -37,15 +42,17 @@ impl Default for Args {
             run: RunMode::Confirm,
             model: None,
             rounds: 3,
+            device: DeviceArgs::default(),
         }
     }
 }
 
-/// Loads the assistant for `--model` (`None`: the default), handing it the
-/// flag that Ctrl-C sets to stop a generation. `Err` holds the one line
-/// shown for each question when there is no model (`no model: run ...`).
+/// Loads the assistant for `--model` (`None`: the default) on the device
+/// chosen, handing it the flag that Ctrl-C sets to stop a generation. `Err`
+/// holds the one line shown for each question when there is no model
+/// (`no model: run ...`).
 pub type LoadAssistant<'a> =
-    &'a dyn Fn(Option<&str>, Arc<AtomicBool>) -> Result<Box<dyn Assistant>, String>;
+    &'a dyn Fn(Option<&str>, DeviceChoice, Arc<AtomicBool>) -> Result<Box<dyn Assistant>, String>;
 
 /// Runs `sigma chat` on the simulated node `sim` or on this machine: the
 /// line editor when standard input and output are terminals, plain lines
@@ -54,7 +61,7 @@ pub fn run(sim: Option<&str>, args: &Args, load: LoadAssistant<'_>) -> anyhow::R
     let node = Node::open(sim)?;
     let cancel = Cancel::new();
     cancel.on_interrupt()?;
-    let mut model = load(args.model.as_deref(), cancel.flag());
+    let mut model = load(args.model.as_deref(), args.device.choice(), cancel.flag());
     let (assistant, no_model) = match &mut model {
         Ok(a) => (Some(a.as_mut() as &mut dyn Assistant), String::new()),
         Err(reason) => (None, reason.clone()),

@@ -151,10 +151,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 /// error is the one line shown for each question when there is none.
 fn load_local(
     model: Option<&str>,
+    device: crate::engine::device::DeviceChoice,
     cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Box<dyn Assistant>, String> {
     let opts = LocalOptions {
         model: model.map(str::to_string),
+        device,
         cancel,
         ..LocalOptions::default()
     };

@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 
 use crate::engine::attention::SelectV;
-use crate::engine::device::{self, DeviceRequest, GpuLayers, Need, Selection};
+use crate::engine::device::{self, DeviceChoice, DeviceRequest, GpuLayers, Need, Selection};
 use crate::engine::ffi::ggml::GgmlType;
 use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::kv_cache::CacheTypes;
@@ -42,9 +42,9 @@ pub enum AttentionKernel {
     Stock,
 }
 
-/// KV cache and attention options.
-#[derive(clap::Args, Debug, Clone)]
-pub struct SessionArgs {
+/// Where the model runs: every command that loads one takes these flags.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct DeviceArgs {
     /// Where the model runs: auto (an idle GPU with room, else the CPU),
     /// cpu, cuda or cuda:N.
     #[arg(long, value_name = "DEVICE", default_value = "auto")]
@@ -56,6 +56,24 @@ pub struct SessionArgs {
     /// Take a GPU even when other processes keep its memory or compute busy.
     #[arg(long)]
     pub allow_busy_gpu: bool,
+}
+
+impl DeviceArgs {
+    /// The choice these flags make.
+    pub fn choice(&self) -> DeviceChoice {
+        DeviceChoice {
+            request: self.device,
+            layers: self.gpu_layers,
+            allow_busy: self.allow_busy_gpu,
+        }
+    }
+}
+
+/// Device, KV cache and attention options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Element type of the K cache (f16, q8_0, q4_0, f32).
     #[arg(long, value_name = "TYPE", default_value = "f16", value_parser = parse_cache_type)]
     pub cache_type_k: GgmlType,
@@ -83,8 +101,9 @@ impl SessionArgs {
             k: self.cache_type_k,
             v: self.cache_type_v,
         };
-        let need = Need::for_model(gguf, cache, n_ctx, self.gpu_layers)?;
-        device::select(self.device, need, self.allow_busy_gpu).map_err(anyhow::Error::msg)
+        let choice = self.device.choice();
+        let need = Need::for_model(gguf, cache, n_ctx, choice.layers)?;
+        device::select(choice.request, need, choice.allow_busy).map_err(anyhow::Error::msg)
     }
 
     /// Loads the model in `gguf` on the device these flags choose, with

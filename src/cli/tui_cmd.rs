@@ -6,6 +6,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
+use super::session_args::DeviceArgs;
 use super::{DoctorReport, Node, render};
 use crate::copilot::Assistant;
 use crate::copilot::local::{LocalAssistant, LocalOptions};
@@ -33,6 +34,9 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 3,
           value_parser = clap::value_parser!(u8).range(1..=10))]
     pub rounds: u8,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 impl Default for Args {
@@ -42,6 +46,7 @@ impl Default for Args {
             refresh: 2,
             model: None,
             rounds: 3,
+            device: DeviceArgs::default(),
         }
     }
 }
@@ -77,9 +82,11 @@ pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let model = args.model.clone();
+    let device = args.device.choice();
     let load: crate::copilot::worker::Loader = Box::new(move |cancel| {
         let opts = LocalOptions {
             model,
+            device,
             cancel,
             // A progress bar on stderr would draw over the screen.
             progress: false,

@@ -33,7 +33,7 @@ use super::grammar::{self, ReplyLimits};
 use super::rank::{self, Reference};
 use super::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
 use crate::engine::chat::{ChatTemplate, Message};
-use crate::engine::device::{self, DeviceRequest, GpuLayers, Need};
+use crate::engine::device::{self, DeviceChoice, Need};
 use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::kv_cache::CacheTypes;
 use crate::engine::model::{LoadOptions, Model};
@@ -103,7 +103,7 @@ pub struct LocalOptions {
     pub cancel: Arc<AtomicBool>,
     /// Where the model runs (auto: an idle GPU with room, else the CPU;
     /// [`Assistant::model_name`] says which, and why when it fell back).
-    pub device: DeviceRequest,
+    pub device: DeviceChoice,
 }
 
 impl Default for LocalOptions {
@@ -113,7 +113,7 @@ impl Default for LocalOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
             progress: true,
             cancel: Arc::new(AtomicBool::new(false)),
-            device: DeviceRequest::Auto,
+            device: DeviceChoice::default(),
         }
     }
 }
@@ -144,8 +144,9 @@ impl LocalAssistant {
         let gguf = GgufFile::open(&path)?;
         let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
         let template = ChatTemplate::from_gguf(&gguf, &tokenizer)?;
-        let need = Need::for_model(&gguf, CacheTypes::default(), N_CTX, GpuLayers::All)?;
-        let device = device::select(opts.device, need, false).map_err(anyhow::Error::msg)?;
+        let need = Need::for_model(&gguf, CacheTypes::default(), N_CTX, opts.device.layers)?;
+        let device = device::select(opts.device.request, need, opts.device.allow_busy)
+            .map_err(anyhow::Error::msg)?;
         let model = Model::load_on(
             &gguf,
             &LoadOptions {

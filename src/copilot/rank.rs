@@ -157,7 +157,15 @@ struct Vocabulary {
     terms: HashMap<String, String>,
 }
 
-/// `question` with the catalogue words its informal terms stand for added.
+/// Words that name where the operator is, not what they want: every
+/// question is about "this node", so they only pull in commands whose
+/// descriptions happen to say "node" (`numactl -H`: "NUMA nodes").
+const GENERIC: &[&str] = &["node", "nodes", "box", "machine", "server", "host's"];
+
+/// `question` without [`GENERIC`] words, with the catalogue words its
+/// informal terms stand for added, and for each XID it names, that XID's
+/// name from the XID table (`Xid 63` -> "Memory remap/retirement
+/// recorded").
 fn expand(question: &str) -> String {
     static VOCAB: OnceLock<Vec<(Regex, String)>> = OnceLock::new();
     let vocab = VOCAB.get_or_init(|| {
@@ -174,11 +182,34 @@ fn expand(question: &str) -> String {
         terms.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         terms
     });
-    let mut out = question.to_string();
+    static XID: OnceLock<Regex> = OnceLock::new();
+    let xid = XID.get_or_init(|| Regex::new(r"(?i)\bxid[\s:#]*(\d{1,3})\b").expect("valid regex"));
+    let mut out: String = question
+        .split_whitespace()
+        .filter(|w| {
+            let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'');
+            !GENERIC.iter().any(|g| g.eq_ignore_ascii_case(w))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     for (re, words) in vocab {
         if re.is_match(question) {
             let _ = write!(out, " {words}");
         }
+    }
+    static WATTS: OnceLock<Regex> = OnceLock::new();
+    let watts =
+        WATTS.get_or_init(|| Regex::new(r"(?i)\b\d+\s?(?:w|watts?)\b").expect("valid regex"));
+    if watts.is_match(question) {
+        out.push_str(" power limit");
+    }
+    let mut codes: Vec<u32> = xid
+        .captures_iter(question)
+        .filter_map(|c| c[1].parse().ok())
+        .collect();
+    codes.dedup();
+    for info in codes.into_iter().filter_map(crate::checks::xid::lookup) {
+        let _ = write!(out, " {}", info.name);
     }
     out
 }
@@ -198,15 +229,8 @@ impl Intent {
     /// test or benchmark something and none forbids it ("no benchmarks
     /// please", "without disturbing them").
     pub fn of(question: &str) -> Intent {
-        static CHANGE: OnceLock<Regex> = OnceLock::new();
         static HEAVY: OnceLock<Regex> = OnceLock::new();
         static NO_HEAVY: OnceLock<Regex> = OnceLock::new();
-        let change = CHANGE.get_or_init(|| {
-            Regex::new(
-                r"(?i)^(?:(?:please|now|ok|so|then|can you|could you|go ahead and)[,\s]+)*(?:reset|set|enable|disable|turn|switch|restart|reboot|kill|clear|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put)\b",
-            )
-            .expect("valid regex")
-        });
         let heavy = HEAVY.get_or_init(|| {
             Regex::new(
                 r"(?i)\b(?:run|benchmark|bench|test|tests|diag|diagnostic|stress|measure|sanity|bug report|collect)\b",
@@ -219,12 +243,8 @@ impl Intent {
             )
             .expect("valid regex")
         });
-        let sentences = question
-            .split(['.', '!', '?', ';', ':'])
-            .map(str::trim)
-            .filter(|s| !s.is_empty());
         Intent {
-            change: sentences.into_iter().any(|s| change.is_match(s)),
+            change: !asked_changes(question).is_empty(),
             heavy: heavy.is_match(question) && !no_heavy.is_match(question),
         }
     }
@@ -238,6 +258,46 @@ impl Intent {
             Tier::Blocked => false,
         }
     }
+}
+
+/// The verbs of the changes the question asks for: those that start a
+/// sentence ("Reset it", "ok, reboot the node"), in the catalogue's words
+/// ("turn on" is "enable").
+fn asked_changes(question: &str) -> Vec<&'static str> {
+    static CHANGE: OnceLock<Regex> = OnceLock::new();
+    let change = CHANGE.get_or_init(|| {
+        Regex::new(
+            r"(?i)^(?:(?:please|now|ok|so|then|can you|could you|go ahead and|just)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put)\b",
+        )
+        .expect("valid regex")
+    });
+    const VERBS: &[&str] = &[
+        "reset", "set", "enable", "disable", "turn", "switch", "restart", "reboot", "kill",
+        "clear", "wipe", "lock", "unlock", "change", "apply", "stop", "start", "reload", "restore",
+        "raise", "lower",
+    ];
+    question
+        .split(['.', '!', '?', ';', ':'])
+        .filter_map(|s| change.captures(s.trim()))
+        .filter_map(|c| {
+            let verb = c[1].to_ascii_lowercase();
+            match verb.as_str() {
+                "turn on" | "switch on" => Some("enable"),
+                "turn off" | "switch off" => Some("disable"),
+                "cap" => Some("limit"),
+                "put" => Some("set"),
+                v => VERBS.iter().copied().find(|&known| known == v),
+            }
+        })
+        .collect()
+}
+
+/// Whether a reference's description or command says `verb` (as a word).
+fn says(r: &Reference, verb: &str) -> bool {
+    document_text(r)
+        .to_ascii_lowercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w == verb)
 }
 
 /// The `k` best candidates for `question` on this node, fitted to what it
@@ -287,15 +347,22 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
             });
         }
     };
-    // Asked for a change, the best-matching change comes first (the
-    // operator still confirms it), if it matches about as well as the best
-    // command: a change the catalogue lacks ("kill that process") must not
-    // become some other change.
+    // Asked for a change, the change comes first (the operator still
+    // confirms it): the best-matching one that says the verb asked for
+    // ("reboot" is not "reset"), else the best-matching one if it matches
+    // about as well as the best command. A change the catalogue lacks
+    // ("kill that process") must not become some other change.
+    let verbs = asked_changes(question);
     let best = first.first().map_or(0.0, |h| h.0);
-    if intent.change
-        && let Some((score, change)) = first.iter().find(|(_, r)| r.tier == Tier::StateChanging)
-        && *score >= CHANGE_SCORE_RATIO * best
-    {
+    let changes = || first.iter().filter(|(_, r)| r.tier == Tier::StateChanging);
+    let change = changes()
+        .find(|(_, r)| verbs.iter().any(|v| says(r, v)))
+        .or_else(|| {
+            changes()
+                .next()
+                .filter(|(score, _)| *score >= CHANGE_SCORE_RATIO * best)
+        });
+    if let Some((_, change)) = change {
         push(change, &mut out);
     }
     let first: Vec<&Reference> = first.into_iter().map(|(_, r)| r).collect();
@@ -448,6 +515,48 @@ mod tests {
         assert!(!Intent::of("Does any GPU need a reset? Don't reset anything.").change);
         assert!(Intent::of("Run a quick DCGM diagnostic.").heavy);
         assert!(!Intent::of("Why is all-reduce slow? No benchmarks please.").heavy);
+    }
+
+    #[test]
+    fn the_change_asked_for_comes_first() {
+        let (s, f) = node("h100x8-xid79");
+        let hits = rank(
+            "Jobs are drained. Reboot it so GPU 3 comes back.",
+            &s,
+            &f,
+            4,
+        );
+        assert_eq!(hits[0].command, "systemctl reboot", "{hits:#?}");
+        let (s, f) = node("h100x8-power-cap");
+        let hits = rank(
+            "someone capped this box. put every gpu back to 700W",
+            &s,
+            &f,
+            4,
+        );
+        assert_eq!(hits[0].command, "nvidia-smi -pl 700", "{hits:#?}");
+        // the catalogue has no kill: no other change stands in for it
+        let hits = rank("Kill the process on GPU 2.", &s, &f, 4);
+        assert!(hits.iter().all(|r| r.tier == Tier::ReadOnly), "{hits:#?}");
+    }
+
+    #[test]
+    fn an_xid_named_brings_its_meaning_and_the_node_is_not_a_topic() {
+        let (s, f) = node("a100x4-ecc-remap-pending");
+        let hits = rank(
+            "Saw an Xid 63 on GPU 2 on this node. Does it need a reset?",
+            &s,
+            &f,
+            3,
+        );
+        assert!(
+            hits.iter()
+                .take(2)
+                .any(|r| r.command.contains("ROW_REMAPPER") || r.command.contains("remapped_rows")),
+            "{hits:#?}"
+        );
+        assert!(expand("saw XID 63").ends_with("Memory remap/retirement recorded"));
+        assert_eq!(expand("is this node ok"), "is this ok");
     }
 
     #[test]

@@ -23,14 +23,9 @@ impl Assistant for RetrievalAssistant {
         _on_event: &mut dyn FnMut(Event<'_>),
     ) -> anyhow::Result<Reply> {
         let start = std::time::Instant::now();
-        let rank: usize = std::env::var("SIGMA_RANK")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
         let proposals: Vec<Proposal> =
-            rank::rank(question, node.snapshot, node.findings, N_PROPOSALS + rank)
+            rank::rank(question, node.snapshot, node.findings, N_PROPOSALS)
                 .into_iter()
-                .skip(rank)
                 .map(|r| Proposal::new(r.command, r.purpose))
                 .collect();
         let answer = if proposals.is_empty() {

@@ -449,6 +449,18 @@ pub fn gpu_states() -> Vec<GpuState> {
         .collect()
 }
 
+/// Where the user asked the model to run: `--device`, `--gpu-layers` and
+/// `--allow-busy-gpu` together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceChoice {
+    /// The device asked for.
+    pub request: DeviceRequest,
+    /// Blocks on the GPU.
+    pub layers: GpuLayers,
+    /// Take a GPU even when other processes keep it busy.
+    pub allow_busy: bool,
+}
+
 /// Decides where to run on this machine (see the module doc).
 pub fn select(request: DeviceRequest, need: Need, allow_busy: bool) -> Result<Selection, String> {
     if request == DeviceRequest::Cpu {
