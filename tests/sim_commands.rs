@@ -644,6 +644,247 @@ fn nvidia_smi_is_missing_without_the_driver() {
     }
 }
 
+#[test]
+fn reset_status_says_yes_for_a_pending_row_remap() {
+    let out = ok("a100x4-ecc-remap-pending", "nvidia-smi -q -d RESET_STATUS");
+    let yes = "GPU 00000000:47:00.0\n    GPU Reset Status\n        Reset Required                    : Yes\n        Drain and Reset Recommended       : Yes\n";
+    assert!(out.contains(yes), "{out}");
+    assert_eq!(
+        out.matches("Reset Required                    : No")
+            .count(),
+        3
+    );
+    assert!(
+        !out.contains("ECC Mode"),
+        "-d shows only the section asked for"
+    );
+    let one = ok(
+        "a100x4-ecc-remap-pending",
+        "nvidia-smi -q -d RESET_STATUS -i 2",
+    );
+    assert_eq!(one.matches("GPU Reset Status").count(), 1);
+    assert!(one.contains(yes));
+    let fields = ok(
+        "a100x4-ecc-remap-pending",
+        "nvidia-smi --query-gpu=index,reset_status.reset_required,reset_status.drain_and_reset_recommended --format=csv,noheader",
+    );
+    assert_eq!(fields, "0, No, No\n1, No, No\n2, Yes, Yes\n3, No, No\n");
+}
+
+#[test]
+fn full_query_prints_reset_status_before_pci() {
+    let out = ok("a100x4-ecc-remap-pending", "nvidia-smi -q -i 2");
+    assert_eq!(out.matches("GPU Reset Status").count(), 1);
+    let reset = out.find("    GPU Reset Status\n").unwrap();
+    assert!(out.find("    VBIOS Version").unwrap() < reset);
+    assert!(reset < out.find("    PCI\n").unwrap());
+}
+
+#[test]
+fn reset_status_of_a_lost_gpu_is_its_device_handle_error() {
+    let out = run("h100x8-xid79", "nvidia-smi -q -d RESET_STATUS -i 2,3");
+    assert_eq!(out.exit_code, 15);
+    assert!(
+        out.stdout
+            .contains("GPU 00000000:3A:00.0\n    GPU Reset Status\n")
+    );
+    assert!(
+        out.stdout.ends_with(
+            "Unable to determine the device handle for GPU0000:5D:00.0: Unknown Error\n"
+        )
+    );
+}
+
+#[test]
+fn dmon_power_group_prints_one_row_per_gpu_per_sample() {
+    let out = ok("h100x8-healthy", "nvidia-smi dmon -s p -c 5");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2 + 5 * 8);
+    assert_eq!(lines[0], "# gpu    pwr  gtemp  mtemp");
+    assert_eq!(lines[1], "# Idx      W      C      C");
+    assert_eq!(lines[2], "    0    652     58     66");
+    assert_eq!(
+        lines[2..10],
+        lines[10..18],
+        "a simulated node never changes"
+    );
+    let one = ok("h100x8-healthy", "nvidia-smi dmon -s p -c 1 -i 0");
+    assert_eq!(one.lines().count(), 3);
+}
+
+#[test]
+fn dmon_default_groups_are_power_utilisation_and_clocks() {
+    let out = ok("h100x8-healthy", "nvidia-smi dmon -c 1 -i 0");
+    assert_eq!(
+        out,
+        "# gpu    pwr  gtemp  mtemp     sm    mem    enc    dec    jpg    ofa   mclk   pclk\n\
+         # Idx      W      C      C      %      %      %      %      %      %    MHz    MHz\n\
+         \x20   0    652     58     66     99     54      0      0      0      0   2619   1980\n"
+    );
+}
+
+#[test]
+fn dmon_groups_follow_the_select_order_and_read_the_node() {
+    let out = ok(
+        "h100x8-thermal-throttle",
+        "nvidia-smi dmon -s pucvmet -c 1 -i 2",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "# gpu    pwr  gtemp  mtemp     sm    mem    enc    dec    jpg    ofa   mclk   pclk  pviol  tviol     fb   bar1   ccpm  sbecc  dbecc    pci  rxpci  txpci"
+    );
+    assert_eq!(
+        lines[2],
+        "    2    463     86     91    100     52      0      0      0      0   2619   1095      0      1  74730      -      0      0      0      0      -      -"
+    );
+    let tv = ok("h100x8-power-cap", "nvidia-smi dmon -s tv -c 1 -i 0");
+    assert!(
+        tv.starts_with("# gpu  rxpci  txpci  pviol  tviol\n"),
+        "{tv}"
+    );
+    assert!(tv.ends_with("    0      -      -    100      0\n"), "{tv}");
+    let replays = ok("l40s-pcie-degraded", "nvidia-smi dmon -s e -c 1");
+    assert!(
+        replays.contains("\n    1      0      0   1843\n"),
+        "{replays}"
+    );
+}
+
+#[test]
+fn dmon_date_and_time_count_from_taken_at() {
+    let out = ok(
+        "l40s-pcie-degraded",
+        "nvidia-smi dmon -s e -c 2 -d 5 -o DT -i 1",
+    );
+    assert_eq!(
+        out,
+        "#Date        Time         gpu  sbecc  dbecc    pci\n\
+         #YYYYMMDD    HH:MM:SS     Idx   errs   errs   errs\n\
+         \x2020261128    07:00:00       1      0      0   1843\n\
+         \x2020261128    07:00:05       1      0      0   1843\n"
+    );
+    let t = ok("l40s-pcie-degraded", "nvidia-smi dmon -s e -c 1 -o T -i 1");
+    assert!(t.starts_with("#Time         gpu  sbecc"), "{t}");
+    assert!(
+        t.ends_with(" 07:00:00       1      0      0   1843\n"),
+        "{t}"
+    );
+}
+
+#[test]
+fn dmon_and_pmon_fail_like_nvidia_smi() {
+    let lost = run("h100x8-xid79", "nvidia-smi dmon -s p -c 1");
+    assert_eq!(lost.exit_code, 15);
+    assert!(
+        lost.stdout
+            .starts_with("Unable to determine the device handle")
+    );
+    assert_eq!(
+        ok("h100x8-xid79", "nvidia-smi dmon -s p -c 1 -i 4")
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(run("h100x8-xid79", "nvidia-smi pmon -c 1").exit_code, 15);
+    assert_eq!(
+        run("h100x8-healthy", "nvidia-smi dmon -c 1 -i 9").exit_code,
+        6
+    );
+    for bad in [
+        "nvidia-smi dmon -s x -c 1",
+        "nvidia-smi dmon -s d -c 1",
+        "nvidia-smi dmon -c 1 -o X",
+        "nvidia-smi dmon -c 1 --format csv",
+        "nvidia-smi pmon -s p -c 1",
+    ] {
+        assert_eq!(run("h100x8-healthy", bad).exit_code, 2, "{bad}");
+    }
+    assert!(ok("h100x8-healthy", "nvidia-smi pmon -h").contains("pmon"));
+}
+
+#[test]
+fn pmon_lists_each_process_with_its_gpu() {
+    let out = ok("h100x8-stuck-memory", "nvidia-smi pmon -c 1");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2 + 8);
+    assert_eq!(
+        lines[0],
+        "# gpu         pid   type     sm    mem    enc    dec    jpg    ofa    command"
+    );
+    assert_eq!(
+        lines[1],
+        "# Idx           #    C/G      %      %      %      %      %      %    name"
+    );
+    assert_eq!(
+        lines[2],
+        "    0      51207     C     99     54      -      -      -      -    python3"
+    );
+    assert_eq!(
+        lines[9],
+        "    7      48213     C      0      0      -      -      -      -    python3"
+    );
+    let two = ok("h100x8-stuck-memory", "nvidia-smi pmon -c 2 -i 4");
+    assert_eq!(two.lines().count(), 2 + 2);
+}
+
+#[test]
+fn pmon_memory_comes_first_and_idle_gpus_print_dashes() {
+    let out = ok("a100x8-ecc-dbe", "nvidia-smi pmon -c 1 -s um -i 5,6");
+    assert_eq!(
+        out,
+        "# gpu         pid   type     fb   ccpm     sm    mem    enc    dec    jpg    ofa    command\n\
+         # Idx           #    C/G     MB     MB      %      %      %      %      %      %    name\n\
+         \x20   5      22806     C  71380      0     96     49      -      -      -      -    python3\n\
+         \x20   6          -     -      -      -      -      -      -      -      -      -    -\n"
+    );
+}
+
+#[test]
+fn topo_p2p_matrix_over_nvlink() {
+    let out = ok("h100x8-healthy", "nvidia-smi topo -p2p n");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        " \tGPU0\tGPU1\tGPU2\tGPU3\tGPU4\tGPU5\tGPU6\tGPU7\t"
+    );
+    assert_eq!(lines[1], " GPU0\tX\tOK\tOK\tOK\tOK\tOK\tOK\tOK\t");
+    assert_eq!(out.matches("OK\t").count(), 8 * 7);
+    assert!(out.contains("\nLegend:\n\n  X    = Self\n  OK   = Status Ok\n"));
+    assert!(out.ends_with("  U    = Unknown\n"));
+    let read = ok("h100x8-healthy", "nvidia-smi topo --p2pstatus r");
+    assert_eq!(read, out, "NVLink peers read over NVLink");
+}
+
+#[test]
+fn topo_p2p_over_pcie_follows_numa_nodes() {
+    let r = ok("l40s-pcie-degraded", "nvidia-smi topo -p2p r");
+    assert!(
+        r.starts_with(" \tGPU0\tGPU1\tGPU2\tGPU3\t\n GPU0\tX\tOK\tCNS\tCNS\t\n"),
+        "{r}"
+    );
+    assert!(r.contains(" GPU3\tCNS\tCNS\tOK\tX\t\n"), "{r}");
+    let n = ok("l40s-pcie-degraded", "nvidia-smi topo -p2p n");
+    assert!(n.contains(" GPU0\tX\tNS\tNS\tNS\t\n"), "{n}");
+    let a = ok("l40s-pcie-degraded", "nvidia-smi topo -p2p a");
+    assert!(a.contains(" GPU1\tNS\tX\tNS\tNS\t\n"), "{a}");
+    assert_eq!(run("h100x8-xid79", "nvidia-smi topo -p2p n").exit_code, 15);
+    assert_eq!(run("h100x8-healthy", "nvidia-smi topo -p2p x").exit_code, 2);
+}
+
+#[test]
+fn pcie_replay_counter_field_reads_the_link() {
+    let out = ok(
+        "l40s-pcie-degraded",
+        "nvidia-smi --query-gpu=index,pcie.replay_counter --format=csv",
+    );
+    assert_eq!(
+        out,
+        "index, pcie.replay_counter\n0, 0\n1, 1843\n2, 0\n3, 0\n"
+    );
+    assert!(sim::query_gpu_fields().contains(&"pcie.replay_counter"));
+}
+
 // ---------------------------------------------------------------- lspci
 
 #[test]
@@ -700,6 +941,26 @@ fn lspci_rejects_unknown_switches() {
     let out = run("h100x8-healthy", "lspci -z");
     assert_eq!(out.exit_code, 1);
     assert!(out.stderr.starts_with("lspci: invalid option -- 'z'\n"));
+}
+
+#[test]
+fn lspci_tree_draws_each_gpu_bus_below_the_host_bridge() {
+    assert_eq!(
+        ok("l40s-pcie-degraded", "lspci -t"),
+        "-+-[0000:b1]---00.0\n +-[0000:9a]---00.0\n +-[0000:3d]---00.0\n \\-[0000:17]---00.0\n"
+    );
+    let v = ok("l40s-pcie-degraded", "lspci -tv");
+    assert!(
+        v.starts_with("-+-[0000:b1]---00.0  NVIDIA Corporation AD102GL [L40S]\n"),
+        "{v}"
+    );
+    let nn = ok("l40s-pcie-degraded", "lspci -tvnn -s 3d:00.0");
+    assert_eq!(
+        nn,
+        "-[0000:3d]---00.0  NVIDIA Corporation AD102GL [L40S] [10de:26b9]\n"
+    );
+    assert_eq!(ok("h100x8-healthy", "lspci -t").lines().count(), 8);
+    assert_eq!(ok("no-gpu", "lspci -t"), "");
 }
 
 // ---------------------------------------------------------------- kernel log
@@ -792,6 +1053,36 @@ fn journalctl_kernel_messages() {
 }
 
 #[test]
+fn journalctl_lists_the_current_boot_only() {
+    let out = ok("h100x8-healthy", "journalctl --list-boots --no-pager");
+    assert_eq!(out.lines().count(), 1);
+    let (idx, rest) = out.split_at(3);
+    assert_eq!(idx, " 0 ");
+    let (id, span) = rest.split_once(' ').unwrap();
+    assert_eq!(id.len(), 32);
+    assert!(
+        id.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
+    assert_eq!(&id[12..13], "4", "a version 4 UUID like a kernel boot ID");
+    assert_eq!(
+        span,
+        "Sat 2026-11-14 07:00:00 UTC\u{2014}Sat 2026-11-28 07:00:00 UTC\n"
+    );
+    assert_eq!(ok("h100x8-healthy", "journalctl --list-boots"), out);
+    let other = ok("h100x8-xid79", "journalctl --list-boots");
+    let other_id = &other[3..35];
+    assert_ne!(other_id, id, "each node has its own boot ID");
+    assert_eq!(
+        ok(
+            "h100x8-xid79",
+            &format!("journalctl -k -b {other_id} -o cat")
+        ),
+        ok("h100x8-xid79", "journalctl -k -b 0 -o cat"),
+    );
+}
+
+#[test]
 fn journalctl_other_boots_and_bad_flags_fail() {
     let prev = run("h100x8-xid79", "journalctl -k -b -1");
     assert_eq!(prev.exit_code, 1);
@@ -846,4 +1137,32 @@ fn programs_are_found_by_path_too() {
     let out = n.run(&["/usr/bin/nvidia-smi".to_string(), "-L".to_string()]);
     assert_eq!(out.exit_code, 0);
     assert_eq!(out.stdout.lines().count(), 8);
+}
+
+#[test]
+fn the_new_forms_are_commands_the_guard_allows() {
+    for command in [
+        "nvidia-smi -q -d RESET_STATUS",
+        "nvidia-smi -q -d RESET_STATUS -i 2",
+        "nvidia-smi dmon -s p -c 5",
+        "nvidia-smi dmon -s pucvmet -c 1 -i 2 -d 5 -o DT",
+        "nvidia-smi pmon -c 1",
+        "nvidia-smi pmon -c 1 -s um -i 1",
+        "nvidia-smi topo -p2p n",
+        "nvidia-smi topo -p2p r",
+        "nvidia-smi topo -p2p a",
+        "lspci -t",
+        "lspci -tvnn -s 3d:00.0",
+        "journalctl --list-boots --no-pager",
+        "nvidia-smi --query-gpu=index,pcie.replay_counter --format=csv",
+    ] {
+        let v = sigma::guard::check(command);
+        assert_eq!(
+            v.tier,
+            sigma::guard::Tier::ReadOnly,
+            "{command}: {}",
+            v.rule
+        );
+        assert_eq!(run("l40s-pcie-degraded", command).exit_code, 0, "{command}");
+    }
 }

@@ -4,11 +4,17 @@
 //! plus each line's seconds since boot. The simulated log never grows:
 //! `dmesg -w` prints it and returns. Clearing it (`-c`, `-C`) fails as it
 //! does for an unprivileged user.
+//!
+//! The journal holds one boot, the current one: `journalctl --list-boots`
+//! lists it (from the boot time to `taken_at`, in systemd 249's format, as
+//! on Ubuntu 22.04) with a boot ID derived from the host name and boot
+//! time, and `-b` accepts `0` or that ID.
 
 use chrono::{DateTime, Duration, Utc};
 use regex::RegexBuilder;
+use sha2::{Digest, Sha256};
 
-use super::{CommandOutput, SimNode};
+use super::{CommandOutput, SimNode, taken_at};
 
 /// Syslog level names, by number.
 const LEVELS: [&str; 8] = [
@@ -51,11 +57,38 @@ fn lines(node: &SimNode) -> Vec<Line<'_>> {
 
 /// Boot time: `taken_at` minus uptime.
 fn boot_time(node: &SimNode) -> DateTime<Utc> {
-    let taken = DateTime::parse_from_rfc3339(&node.snapshot.taken_at)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default();
     let uptime = i64::try_from(node.snapshot.host.uptime_s).unwrap_or(0);
-    taken - Duration::seconds(uptime)
+    taken_at(&node.snapshot) - Duration::seconds(uptime)
+}
+
+/// The current boot's ID as journalctl prints it (32 hex digits): a random
+/// (version 4) UUID on a real node, here derived from the host name and
+/// boot time so it stays the same from run to run.
+fn boot_id(node: &SimNode) -> String {
+    let seed = format!(
+        "{} {}",
+        node.snapshot.host.hostname,
+        boot_time(node).to_rfc3339()
+    );
+    let mut id: [u8; 16] = Sha256::digest(seed.as_bytes())[..16]
+        .try_into()
+        .unwrap_or_default();
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `journalctl --list-boots`: the one boot the journal holds, from boot
+/// to `taken_at` (the node's present), as systemd 249 prints it.
+fn list_boots(node: &SimNode) -> String {
+    let stamp = |t: DateTime<Utc>| t.format("%a %Y-%m-%d %H:%M:%S UTC").to_string();
+    format!(
+        "{:>2} {} {}\u{2014}{}\n",
+        0,
+        boot_id(node),
+        stamp(boot_time(node)),
+        stamp(taken_at(&node.snapshot))
+    )
 }
 
 /// Wall time of a line.
@@ -209,6 +242,7 @@ pub(crate) fn dmesg(node: &SimNode, args: &[String]) -> CommandOutput {
 pub(crate) fn journalctl(node: &SimNode, args: &[String]) -> CommandOutput {
     let usage = |msg: String| CommandOutput::fail(format!("journalctl: {msg}\n"), 1);
     let pairs = split_flags(args, "bopgn");
+    let mut boots = false;
     let mut output = "short".to_string();
     let mut grep = None;
     let mut max_level = 7u8;
@@ -217,9 +251,11 @@ pub(crate) fn journalctl(node: &SimNode, args: &[String]) -> CommandOutput {
     while let Some((flag, inline)) = pairs.next() {
         match flag.as_str() {
             "-k" | "--dmesg" | "--no-pager" | "-q" | "--quiet" | "--no-hostname" => {}
+            "--list-boots" => boots = true,
             "-b" | "--boot" => {
                 if let Some(b) = take_value(&mut pairs, inline)
-                    && b != "0"
+                    && !["0", "-0", "all"].contains(&b.as_str())
+                    && !b.eq_ignore_ascii_case(&boot_id(node))
                 {
                     return usage(format!(
                         "Data from the specified boot ({b}) is not available: No such boot ID in journal"
@@ -248,6 +284,9 @@ pub(crate) fn journalctl(node: &SimNode, args: &[String]) -> CommandOutput {
             f if f.starts_with('-') => return usage(format!("invalid option -- '{}'", &f[1..])),
             f => return usage(format!("Failed to add match '{f}': Invalid argument")),
         }
+    }
+    if boots {
+        return CommandOutput::ok(list_boots(node));
     }
     let pattern = match grep {
         Some(g) => {

@@ -3,8 +3,14 @@
 //! Only the devices in `[[pci_gpus]]` exist on a simulated node. Supported:
 //! `-n`/`-nn`, `-d VENDOR:[DEVICE]`, `-s [[DOMAIN:]BUS:]SLOT[.FUNC]`, `-k`,
 //! `-D`, `-v`/`-vv`/`-vvv` (`-vv` and up add the PCIe link capability and
-//! status built from the device's link fields). A device whose revision is
-//! `ff` no longer answers config reads and prints as the real tool prints it.
+//! status built from the device's link fields), and `-t` (the tree, with
+//! names under `-v`). A device whose revision is `ff` no longer answers
+//! config reads and prints as the real tool prints it.
+//!
+//! With no bridges on the node, `-t` draws each GPU's bus as a bus of its
+//! own below the host bridge, as `lspci -t -d 10de:` does on a real node
+//! (the filter drops the bridges). Like pciutils 3.7 (Ubuntu 22.04), it
+//! lists the highest bus first.
 
 use std::fmt::Write as _;
 
@@ -18,6 +24,7 @@ struct Args {
     verbose: u8,
     kernel: bool,
     domain: bool,
+    tree: bool,
     vendor: Option<String>,
     device: Option<String>,
     slot: Option<String>,
@@ -52,7 +59,10 @@ pub(crate) fn run(node: &SimNode, args: &[String]) -> CommandOutput {
         })
         .filter(|p| a.slot.as_deref().is_none_or(|s| slot_matches(s, &p.bdf)))
         .collect();
-    devices.sort_by(|x, y| x.bdf.cmp(&y.bdf));
+    devices.sort_by_key(|p| p.bdf.to_ascii_lowercase());
+    if a.tree {
+        return CommandOutput::ok(tree(&devices, &a));
+    }
     let show_domain = a.domain
         || node
             .snapshot
@@ -86,6 +96,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 'v' => a.verbose += 1,
                 'k' => a.kernel = true,
                 'D' => a.domain = true,
+                't' => a.tree = true,
                 'd' | 's' => {
                     let rest = &flags[i + 1..];
                     let value = if rest.is_empty() {
@@ -150,6 +161,24 @@ fn speed(gts: f64) -> String {
     format!("{gts}GT/s")
 }
 
+/// The device's vendor and device as `-n` asks: names, `VENDOR:DEVICE`
+/// ids, or (`-nn`) names followed by the ids in brackets.
+fn device_name(p: &PciGpu, numeric: u8) -> String {
+    let ids = format!("{}:{}", p.vendor_id, p.device_id);
+    let names = || {
+        let dev_name = p
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("Device {}", p.device_id));
+        format!("{} {dev_name}", vendor_name(&p.vendor_id))
+    };
+    match numeric {
+        0 => names(),
+        1 => ids,
+        _ => format!("{} [{ids}]", names()),
+    }
+}
+
 /// Writes one device (its line plus the `-v`/`-k` block).
 fn device(out: &mut String, p: &PciGpu, a: &Args, show_domain: bool) {
     let slot = if show_domain {
@@ -158,20 +187,15 @@ fn device(out: &mut String, p: &PciGpu, a: &Args, show_domain: bool) {
         p.bdf.strip_prefix("0000:").unwrap_or(&p.bdf)
     };
     let (class_name, class_code) = class(&p.vendor_id);
-    let vendor = vendor_name(&p.vendor_id);
-    let dev_name = p
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("Device {}", p.device_id));
     let rev = p.revision.as_deref().unwrap_or("00");
     let lost = rev.eq_ignore_ascii_case("ff");
-    let ids = format!("{}:{}", p.vendor_id, p.device_id);
+    let name = device_name(p, a.numeric);
     let _ = match a.numeric {
-        0 => write!(out, "{slot} {class_name}: {vendor} {dev_name} (rev {rev})"),
-        1 => write!(out, "{slot} {class_code}: {ids} (rev {rev})"),
+        0 => write!(out, "{slot} {class_name}: {name} (rev {rev})"),
+        1 => write!(out, "{slot} {class_code}: {name} (rev {rev})"),
         _ => write!(
             out,
-            "{slot} {class_name} [{class_code}]: {vendor} {dev_name} [{ids}] (rev {rev})"
+            "{slot} {class_name} [{class_code}]: {name} (rev {rev})"
         ),
     };
     if lost {
@@ -205,6 +229,82 @@ fn device(out: &mut String, p: &PciGpu, a: &Args, show_domain: bool) {
     if a.verbose > 0 {
         out.push('\n');
     }
+}
+
+/// `-t`: the bus tree, drawn as pciutils draws it (`ls-tree.c`). Each
+/// line is printed from a buffer whose drawn part then turns into the
+/// continuation for the lines below: `+` and `|` become `|`, the rest
+/// spaces. `devices` are sorted by address.
+fn tree(devices: &[&PciGpu], a: &Args) -> String {
+    /// The lines printed so far and the line being drawn.
+    struct Canvas {
+        out: String,
+        line: String,
+    }
+    impl Canvas {
+        fn print(&mut self) {
+            self.out.push_str(&self.line);
+            self.out.push('\n');
+            self.line = self
+                .line
+                .chars()
+                .map(|c| if c == '+' || c == '|' { '|' } else { ' ' })
+                .collect();
+        }
+        /// Draws `items` from column `at`: one joined by `--`, several by
+        /// `+-` and the last by `\-`, each finished by `draw`.
+        fn branches<T>(&mut self, at: usize, items: &[T], mut draw: impl FnMut(&mut Self, &T)) {
+            for (i, item) in items.iter().enumerate() {
+                self.line.truncate(at);
+                self.line
+                    .push_str(match (items.len(), i + 1 == items.len()) {
+                        (1, _) => "--",
+                        (_, true) => "\\-",
+                        _ => "+-",
+                    });
+                draw(self, item);
+            }
+        }
+    }
+    // Buses under the host bridge, newest first as pciutils links them.
+    let mut buses: Vec<(String, Vec<&PciGpu>)> = Vec::new();
+    for p in devices {
+        let bdf = p.bdf.to_ascii_lowercase();
+        let bus = bdf
+            .rsplit_once(':')
+            .map_or(bdf.as_str(), |(b, _)| b)
+            .to_string();
+        match buses.iter_mut().find(|(b, _)| *b == bus) {
+            Some((_, on_bus)) => on_bus.push(p),
+            None => buses.insert(0, (bus, vec![p])),
+        }
+    }
+    let mut c = Canvas {
+        out: String::new(),
+        line: "-".to_string(),
+    };
+    let draw_bus = |c: &mut Canvas, on_bus: &Vec<&PciGpu>| {
+        let at = c.line.len();
+        c.branches(at, on_bus, |c, p| {
+            let slot = p.bdf.rsplit_once(':').map_or(p.bdf.as_str(), |(_, s)| s);
+            c.line.push_str(&slot.to_ascii_lowercase());
+            if a.verbose > 0 {
+                c.line.push_str("  ");
+                c.line.push_str(&device_name(p, a.numeric));
+            }
+            c.print();
+        });
+    };
+    if let [(bus, on_bus)] = buses.as_slice() {
+        let _ = write!(c.line, "[{bus}]-");
+        draw_bus(&mut c, on_bus);
+    } else {
+        c.branches(1, &buses, |c, (bus, on_bus)| {
+            let _ = write!(c.line, "[{bus}]-");
+            draw_bus(c, on_bus);
+        });
+    }
+    c.out
 }
 
 /// `LnkCap` / `LnkSta` lines from the device's link fields.

@@ -8,9 +8,10 @@
 //! # Modules
 //! - [`node`]: the file format (`assets/sim/README.md`), loading and errors.
 //! - [`nvidia_smi`]: `nvidia-smi` (summary, `-L`, `-q`, `--query-gpu`,
-//!   `--query-compute-apps`, `topo -m`, `nvlink`).
+//!   `--query-compute-apps`, `topo -m`, `topo -p2p`, `nvlink`).
+//! - [`nvidia_monitor`]: `nvidia-smi dmon` and `nvidia-smi pmon`.
 //! - [`lspci`]: `lspci` over the node's GPU-class PCI devices.
-//! - [`kernel_log`]: `dmesg` and `journalctl -k`.
+//! - [`kernel_log`]: `dmesg`, `journalctl -k` and `journalctl --list-boots`.
 //!
 //! # Dispatch
 //! A command line is answered by, in order: a `[[canned]]` entry with the
@@ -27,10 +28,22 @@
 pub mod kernel_log;
 pub mod lspci;
 pub mod node;
+pub mod nvidia_monitor;
 pub mod nvidia_smi;
 
+use chrono::{DateTime, Utc};
+
+use crate::probe::Snapshot;
 pub use node::{Expectation, ExpectedFinding, SimError, SimNode, SimSummary, list, load};
 pub use nvidia_smi::query_gpu_fields;
+
+/// `taken_at`, the node's present, as a time (the file loader checked it
+/// is RFC 3339).
+fn taken_at(snap: &Snapshot) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&snap.taken_at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
 
 /// What a simulated command printed and returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

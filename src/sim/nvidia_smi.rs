@@ -3,8 +3,9 @@
 //! Supported: the summary table (no arguments), `-L`, `-q` with
 //! `-d SECTION[,SECTION]`, `--query-gpu=FIELDS --format=csv[,noheader][,nounits]`
 //! ([`query_gpu_fields`] lists the fields), `--query-compute-apps=...`,
-//! `topo -m`, `nvlink -s` / `-e`; `-i`/`--id` (index, UUID or bus id) filters
-//! all of them. Layouts follow driver 550. A GPU with `lost = true` answers
+//! `topo -m`, `topo -p2p r|w|n|a|p`, `nvlink -s` / `-e`, and `dmon` / `pmon`
+//! (in [`super::nvidia_monitor`]); `-i`/`--id` (index, UUID or bus id)
+//! filters all of them. Layouts follow driver 550. A GPU with `lost = true` answers
 //! `Unable to determine the device handle ...` and the exit code is 15, as
 //! with the real tool. State-changing flags (`-r`, `-pm`, `-pl`, ...) answer
 //! "Insufficient Permissions" (exit 4): a simulated node never changes.
@@ -12,9 +13,7 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
-
-use super::{CommandOutput, SimNode};
+use super::{CommandOutput, SimNode, nvidia_monitor, taken_at};
 use crate::probe::{ClockEventReason, Gpu, Snapshot, normalize_bus_id};
 
 /// nvidia-smi's exit code for a malformed command line.
@@ -39,10 +38,41 @@ enum Mode {
     QueryGpu(String),
     QueryApps(String),
     Topo,
+    /// `topo -p2p CAP`: the peer-to-peer status matrix for one capability.
+    P2p(P2pCap),
     NvlinkStatus,
     NvlinkErrors,
     /// A flag that changes GPU state; the text names the action.
     StateChange(&'static str),
+}
+
+/// A `topo -p2p` capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum P2pCap {
+    /// `r`: peer reads.
+    Read,
+    /// `w`: peer writes.
+    Write,
+    /// `n`: peer access over NVLink.
+    Nvlink,
+    /// `a`: peer atomics.
+    Atomics,
+    /// `p`: peer access over PCIe.
+    Pcie,
+}
+
+impl P2pCap {
+    /// The capability `topo -p2p` names with `letter`.
+    fn from_letter(letter: &str) -> Option<Self> {
+        Some(match letter {
+            "r" => Self::Read,
+            "w" => Self::Write,
+            "n" => Self::Nvlink,
+            "a" => Self::Atomics,
+            "p" => Self::Pcie,
+            _ => return None,
+        })
+    }
 }
 
 /// The parsed command line.
@@ -89,25 +119,24 @@ const STATE_FLAGS: &[(&str, &str, bool, &str)] = &[
 
 /// Answers `nvidia-smi ARGS`.
 pub(crate) fn run(node: &SimNode, args: &[String]) -> CommandOutput {
+    match args.first().map(String::as_str) {
+        Some("dmon") => return nvidia_monitor::dmon(node, &args[1..]),
+        Some("pmon") => return nvidia_monitor::pmon(node, &args[1..]),
+        _ => {}
+    }
     let Some(parsed) = parse_args(args) else {
         return usage_error();
     };
     let snap = &node.snapshot;
-    let gpus = match select(snap, parsed.ids.as_deref()) {
+    let gpus = match selected(snap, parsed.ids.as_deref()) {
         Ok(g) => g,
-        Err(()) => {
-            return printed(
-                "No devices were found
-"
-                .to_string(),
-                EXIT_NOT_FOUND,
-            );
-        }
+        Err(not_found) => return not_found,
     };
     match parsed.mode {
         Mode::Help => CommandOutput::ok(help()),
         Mode::Summary => whole_node(&gpus, || summary(snap, &gpus)),
         Mode::Topo => whole_node(&gpus, || topo(snap, &gpus)),
+        Mode::P2p(cap) => whole_node(&gpus, || p2p(snap, &gpus, cap)),
         Mode::List => per_gpu(&gpus, |g, out| {
             let _ = writeln!(out, "GPU {}: {} (UUID: {})", g.index, g.name, g.uuid);
         }),
@@ -153,7 +182,7 @@ pub(crate) fn run(node: &SimNode, args: &[String]) -> CommandOutput {
 }
 
 /// Output nvidia-smi prints on stdout (it writes its errors there too).
-fn printed(stdout: String, exit_code: i32) -> CommandOutput {
+pub(super) fn printed(stdout: String, exit_code: i32) -> CommandOutput {
     CommandOutput {
         stdout,
         stderr: String::new(),
@@ -162,7 +191,7 @@ fn printed(stdout: String, exit_code: i32) -> CommandOutput {
 }
 
 /// nvidia-smi's answer to a command line it rejects.
-fn usage_error() -> CommandOutput {
+pub(super) fn usage_error() -> CommandOutput {
     printed(USAGE_ERROR.to_string(), EXIT_USAGE)
 }
 
@@ -201,6 +230,10 @@ fn parse_args(args: &[String]) -> Option<Args> {
         match (sub, flag) {
             (_, "-i" | "--id") => out.ids = Some(value(&mut rest)?),
             (Some("topo"), "-m" | "--matrix") => set_mode(&mut out, Mode::Topo)?,
+            (Some("topo"), "-p2p" | "--p2pstatus") => {
+                let cap = P2pCap::from_letter(&value(&mut rest)?)?;
+                set_mode(&mut out, Mode::P2p(cap))?
+            }
             (Some("nvlink"), "-s" | "--status") => set_mode(&mut out, Mode::NvlinkStatus)?,
             (Some("nvlink"), "-e" | "--errorcounters") => set_mode(&mut out, Mode::NvlinkErrors)?,
             (Some(_), _) => return None,
@@ -231,13 +264,22 @@ fn parse_args(args: &[String]) -> Option<Args> {
     let valid = match (&out.mode, sub) {
         (_, Some(_)) => matches!(
             out.mode,
-            Mode::Topo | Mode::NvlinkStatus | Mode::NvlinkErrors
+            Mode::Topo | Mode::P2p(_) | Mode::NvlinkStatus | Mode::NvlinkErrors
         ),
         (Mode::Query, _) => out.format.is_none(),
         (Mode::QueryGpu(_) | Mode::QueryApps(_), _) => out.format.is_some(),
         _ => out.display.is_none() && out.format.is_none(),
     };
     valid.then_some(out)
+}
+
+/// The GPUs `-i` selects (all without it), in index order, or nvidia-smi's
+/// answer when an id names no GPU.
+pub(super) fn selected<'a>(
+    snap: &'a Snapshot,
+    ids: Option<&str>,
+) -> Result<Vec<&'a Gpu>, CommandOutput> {
+    select(snap, ids).map_err(|()| printed("No devices were found\n".to_string(), EXIT_NOT_FOUND))
 }
 
 /// The GPUs `-i` selects (all without it), in index order; `Err` when an id
@@ -274,7 +316,7 @@ fn lost_line(g: &Gpu) -> String {
 }
 
 /// A command about the whole node: any lost GPU makes it fail outright.
-fn whole_node(gpus: &[&Gpu], render: impl FnOnce() -> String) -> CommandOutput {
+pub(super) fn whole_node(gpus: &[&Gpu], render: impl FnOnce() -> String) -> CommandOutput {
     let lost: String = gpus
         .iter()
         .filter(|g| g.lost)
@@ -307,15 +349,9 @@ fn help() -> String {
     "NVIDIA System Management Interface -- v(simulated)\n\n\
      Simulated by sigma. Supported: (no options), -L, -q [-d SECTIONS], \
      --query-gpu=FIELDS --format=csv[,noheader][,nounits], \
-     --query-compute-apps=FIELDS --format=csv, topo -m, nvlink -s|-e, -i ID.\n"
+     --query-compute-apps=FIELDS --format=csv, topo -m, topo -p2p r|w|n|a|p, \
+     nvlink -s|-e, dmon, pmon, -i ID.\n"
         .to_string()
-}
-
-/// `taken_at` as a time (the file loader checked it is RFC 3339).
-fn taken_at(snap: &Snapshot) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(&snap.taken_at)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
 }
 
 /// `Sat Nov 28 07:00:00 2026`.
@@ -478,8 +514,10 @@ fn summary(snap: &Snapshot, gpus: &[&Gpu]) -> String {
 // ---------------------------------------------------------------------------
 // -q
 
-/// `-d` sections, in the order nvidia-smi prints them.
+/// `-d` sections, in the order nvidia-smi prints them. A full `-q` prints
+/// [`IDENTITY_SECTION`] inside the identity block, before the PCI lines.
 const SECTIONS: &[&str] = &[
+    IDENTITY_SECTION,
     "PERFORMANCE",
     "MEMORY",
     "COMPUTE",
@@ -492,6 +530,9 @@ const SECTIONS: &[&str] = &[
     "CLOCK",
     "PIDS",
 ];
+
+/// The `-d` section a full `-q` prints among the identity lines.
+const IDENTITY_SECTION: &str = "RESET_STATUS";
 
 /// A `-q` line: keys padded so the colon lands in column 43.
 fn kv(out: &mut String, indent: usize, key: &str, value: impl std::fmt::Display) {
@@ -506,7 +547,11 @@ fn head(out: &mut String, indent: usize, title: &str) {
 
 fn query(snap: &Snapshot, gpus: &[&Gpu], display: Option<&str>) -> CommandOutput {
     let wanted: Vec<&str> = match display {
-        None => SECTIONS.to_vec(),
+        None => SECTIONS
+            .iter()
+            .copied()
+            .filter(|s| *s != IDENTITY_SECTION)
+            .collect(),
         Some(d) => {
             let mut w = Vec::new();
             for s in d.split(',').map(str::trim) {
@@ -556,6 +601,7 @@ fn general(snap: &Snapshot, g: &Gpu, o: &mut String) {
     kv(o, 4, "GPU UUID", &g.uuid);
     kv(o, 4, "Minor Number", g.index);
     kv(o, 4, "VBIOS Version", na(g.vbios_version.as_ref()));
+    query_section(IDENTITY_SECTION, g, o);
     head(o, 4, "PCI");
     let bus = g.pci_bus_id.to_ascii_uppercase();
     let parts: Vec<&str> = bus.split([':', '.']).collect();
@@ -613,6 +659,12 @@ fn query_section(section: &str, g: &Gpu, o: &mut String) {
     let watts = |v: Option<f64>| na(v.map(|v| format!("{v:.2} W")));
     let yes_no = |b: bool| if b { "Yes" } else { "No" };
     match section {
+        "RESET_STATUS" => {
+            let reset = yes_no(needs_reset(g));
+            head(o, 4, "GPU Reset Status");
+            kv(o, 8, "Reset Required", reset);
+            kv(o, 8, "Drain and Reset Recommended", reset);
+        }
         "PERFORMANCE" => {
             kv(o, 4, "Performance State", na(g.pstate.as_ref()));
             head(o, 4, "Clocks Event Reasons");
@@ -862,11 +914,13 @@ fn pcie(g: &Gpu, f: fn(&crate::probe::PcieLink) -> u32) -> V {
     n(g.pcie.as_ref().map(f))
 }
 
-/// A reset would apply a pending row remap or page retirement.
-fn reset_pending(g: &Gpu) -> V {
+/// The driver wants the GPU reset: a pending row remap or page retirement
+/// takes effect only then (`-q -d RESET_STATUS` and the `reset_status.*`
+/// fields both answer from this).
+fn needs_reset(g: &Gpu) -> bool {
     let remap = g.remapped_rows.as_ref().is_some_and(|r| r.pending);
     let retire = g.retired_pages.as_ref().is_some_and(|r| r.pending);
-    yes_no(remap || retire)
+    remap || retire
 }
 
 /// One `--query-gpu` field.
@@ -989,9 +1043,9 @@ static FIELDS: &[Field] = {
         f("remapped_rows.failure", |g, _| {
             remapped(g, |r| yes_no(r.failure))
         }),
-        f("reset_status.reset_required", |g, _| reset_pending(g)),
+        f("reset_status.reset_required", |g, _| yes_no(needs_reset(g))),
         f("reset_status.drain_and_reset_recommended", |g, _| {
-            reset_pending(g)
+            yes_no(needs_reset(g))
         }),
         f("clocks_event_reasons.supported", |_, _| {
             mask(&ClockEventReason::ALL)
@@ -1072,6 +1126,9 @@ static FIELDS: &[Field] = {
             pcie(g, |p| p.width_current)
         }),
         f("pcie.link.width.max", |g, _| pcie(g, |p| p.width_max)),
+        f("pcie.replay_counter", |g, _| {
+            n(g.pcie.as_ref().and_then(|p| p.replay_count))
+        }),
     ]
 };
 
@@ -1294,7 +1351,7 @@ fn topo(snap: &Snapshot, gpus: &[&Gpu]) -> String {
             let links = a.nvlinks.iter().filter(|l| l.active).count();
             let cell = if i == j {
                 " X ".to_string()
-            } else if links > 0 && b.nvlinks.iter().any(|l| l.active) {
+            } else if links > 0 && on_nvlink(b) {
                 format!("NV{links}")
             } else if numas[i].is_some() && numas[i] == numas[j] {
                 "NODE".to_string()
@@ -1321,6 +1378,58 @@ fn topo(snap: &Snapshot, gpus: &[&Gpu]) -> String {
         "PXB  = Connection traversing multiple PCIe bridges (without traversing the PCIe Host Bridge)",
         "PIX  = Connection traversing at most a single PCIe bridge",
         "NV#  = Connection traversing a bonded set of # NVLinks",
+    ] {
+        let _ = writeln!(o, "  {line}");
+    }
+    o
+}
+
+/// Whether a GPU has an active NVLink (and so reaches its peers over the
+/// NVLink fabric, as `topo -m` draws it).
+fn on_nvlink(g: &Gpu) -> bool {
+    g.nvlinks.iter().any(|l| l.active)
+}
+
+/// `topo -p2p CAP`: the status of each GPU pair for one capability. Peers
+/// on NVLink support every capability; over PCIe, peers in one NUMA node
+/// support reads, writes and PCIe access but not NVLink or atomics, and
+/// peers in different NUMA nodes meet a chipset that does not support P2P.
+fn p2p(snap: &Snapshot, gpus: &[&Gpu], cap: P2pCap) -> String {
+    let numas: Vec<Option<i32>> = gpus.iter().map(|g| numa(snap, g)).collect();
+    let mut o = String::from(" \t");
+    for g in gpus {
+        let _ = write!(o, "GPU{}\t", g.index);
+    }
+    o.push('\n');
+    for (i, a) in gpus.iter().enumerate() {
+        let _ = write!(o, " GPU{}\t", a.index);
+        for (j, b) in gpus.iter().enumerate() {
+            let same_node = numas[i].is_some() && numas[i] == numas[j];
+            let cell = if i == j {
+                "X"
+            } else if on_nvlink(a) && on_nvlink(b) {
+                "OK"
+            } else {
+                match cap {
+                    P2pCap::Nvlink | P2pCap::Atomics => "NS",
+                    _ if same_node => "OK",
+                    _ => "CNS",
+                }
+            };
+            let _ = write!(o, "{cell}\t");
+        }
+        o.push('\n');
+    }
+    o += "\nLegend:\n\n";
+    for line in [
+        "X    = Self",
+        "OK   = Status Ok",
+        "CNS  = Chipset not supported",
+        "GNS  = GPU not supported",
+        "TNS  = Topology not supported",
+        "NS   = Not supported",
+        "DR   = Disabled by regkey",
+        "U    = Unknown",
     ] {
         let _ = writeln!(o, "  {line}");
     }
