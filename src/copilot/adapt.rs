@@ -62,9 +62,15 @@ fn hca_regex() -> &'static Regex {
     regex(&R, r"\bmlx5_\d+\b")
 }
 
+/// Whole numbers.
+fn number_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(&R, r"\b\d+\b")
+}
+
 fn pid_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
-    regex(&R, r"(?i)\b(?:pid|process)\s*#?\s*(\d+)\b")
+    regex(&R, r"(?i)\b(?:pid|process|kill(?:\s+-\w+)?)\s*#?\s*(\d+)\b")
 }
 
 fn watts_regex() -> &'static Regex {
@@ -138,6 +144,14 @@ impl Targets {
         let pid = pid_regex()
             .captures(question)
             .and_then(|c| c[1].parse().ok())
+            .or_else(|| {
+                // a bare number that is the PID of a process on a GPU
+                let on_gpus = || snapshot.gpus.iter().flat_map(|g| &g.processes);
+                number_regex()
+                    .find_iter(question)
+                    .filter_map(|m| m.as_str().parse::<u32>().ok())
+                    .find(|n| on_gpus().any(|p| p.pid == *n))
+            })
             .or_else(|| {
                 snapshot
                     .gpus
@@ -367,6 +381,7 @@ mod tests {
         assert!(t.pid.is_some(), "the process on GPUs 4-7: {t:?}");
         let t = Targets::of("what is pid 48213 doing", &s);
         assert_eq!((t.gpus.clone(), t.pid), (vec![], Some(48213)));
+        assert_eq!(Targets::of("just kill -9 48213", &s).pid, Some(48213));
         let t = Targets::of("Show mlx5_3's state and LnkSta of bus 3d:00.0", &s);
         assert_eq!(t.hca.as_deref(), Some("mlx5_3"));
         assert_eq!(t.bus.as_deref(), Some("3d:00.0"));

@@ -184,16 +184,27 @@ fn expand(question: &str) -> String {
     });
     static XID: OnceLock<Regex> = OnceLock::new();
     let xid = XID.get_or_init(|| Regex::new(r"(?i)\bxid[\s:#]*(\d{1,3})\b").expect("valid regex"));
+    // "no XIDs", "without load": the word after the negation is not the topic.
+    static NEGATED: OnceLock<Regex> = OnceLock::new();
+    let negated = NEGATED
+        .get_or_init(|| Regex::new(r"(?i)\b(?:no|without)\s+([a-z][\w-]*)").expect("valid regex"));
+    let negated: Vec<std::ops::Range<usize>> = negated
+        .captures_iter(question)
+        .filter_map(|c| c.get(1).map(|m| m.range()))
+        .collect();
+    let is_negated =
+        |r: std::ops::Range<usize>| negated.iter().any(|n| r.start >= n.start && r.end <= n.end);
     let mut out: String = question
         .split_whitespace()
         .filter(|w| {
+            let at = w.as_ptr() as usize - question.as_ptr() as usize;
             let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'');
-            !GENERIC.iter().any(|g| g.eq_ignore_ascii_case(w))
+            !GENERIC.iter().any(|g| g.eq_ignore_ascii_case(w)) && !is_negated(at..at + w.len())
         })
         .collect::<Vec<_>>()
         .join(" ");
     for (re, words) in vocab {
-        if re.is_match(question) {
+        if re.find_iter(question).any(|m| !is_negated(m.range())) {
             let _ = write!(out, " {words}");
         }
     }
@@ -233,7 +244,7 @@ impl Intent {
         static NO_HEAVY: OnceLock<Regex> = OnceLock::new();
         let heavy = HEAVY.get_or_init(|| {
             Regex::new(
-                r"(?i)\b(?:run|benchmark|bench|test|tests|diag|diagnostic|stress|measure|sanity|bug report|collect)\b",
+                r"(?i)\b(?:run|benchmark|bench|test|tests|diag|diagnostic|stress|measure|bug report|collect)\b",
             )
             .expect("valid regex")
         });
@@ -349,24 +360,30 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     };
     // Asked for a change, the change comes first (the operator still
     // confirms it): the best-matching one that says the verb asked for
-    // ("reboot" is not "reset"), else the best-matching one if it matches
-    // about as well as the best command. A change the catalogue lacks
-    // ("kill that process") must not become some other change.
+    // ("reboot" is not "reset"). Only a request to adjust a setting ("lower
+    // the power limit") may take the best-matching change that does not say
+    // its verb, and only if it matches about as well as the best command: a
+    // change the catalogue lacks ("kill that process", "clear the kernel
+    // log") must not become some other change.
     let verbs = asked_changes(question);
     let best = first.first().map_or(0.0, |h| h.0);
     let changes = || first.iter().filter(|(_, r)| r.tier == Tier::StateChanging);
+    let adjusting = verbs.iter().all(|v| ADJUST_VERBS.contains(v));
     let change = changes()
         .find(|(_, r)| verbs.iter().any(|v| says(r, v)))
         .or_else(|| {
             changes()
                 .next()
-                .filter(|(score, _)| *score >= CHANGE_SCORE_RATIO * best)
+                .filter(|(score, _)| adjusting && *score >= CHANGE_SCORE_RATIO * best)
         });
     if let Some((_, change)) = change {
         push(change, &mut out);
     }
-    let first: Vec<&Reference> = first.into_iter().map(|(_, r)| r).collect();
-    let rest: Vec<&Reference> = rest.into_iter().map(|(_, r)| r).collect();
+    // The one change chosen above is the only change offered.
+    let read_or_heavy =
+        |(_, r): (f32, &'static Reference)| (r.tier != Tier::StateChanging).then_some(r);
+    let first: Vec<&Reference> = first.into_iter().filter_map(read_or_heavy).collect();
+    let rest: Vec<&Reference> = rest.into_iter().filter_map(read_or_heavy).collect();
     for r in &first {
         if out.len() + 1 >= k.max(2) {
             break;
@@ -381,6 +398,12 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     }
     out
 }
+
+/// Verbs that adjust a setting, which a change may describe in other
+/// words (`-pl` "sets" the limit the operator asks to "lower").
+const ADJUST_VERBS: &[&str] = &[
+    "set", "change", "raise", "lower", "apply", "restore", "limit",
+];
 
 /// How close to the best command's score a change must be to come first.
 const CHANGE_SCORE_RATIO: f32 = 0.6;
@@ -535,9 +558,12 @@ mod tests {
             4,
         );
         assert_eq!(hits[0].command, "nvidia-smi -pl 700", "{hits:#?}");
-        // the catalogue has no kill: no other change stands in for it
-        let hits = rank("Kill the process on GPU 2.", &s, &f, 4);
-        assert!(hits.iter().all(|r| r.tier == Tier::ReadOnly), "{hits:#?}");
+        // the catalogue has no kill, and dmesg -C is blocked: no other
+        // change stands in for them
+        for question in ["Kill the process on GPU 2.", "Clear the kernel log."] {
+            let hits = rank(question, &s, &f, 4);
+            assert!(hits.iter().all(|r| r.tier == Tier::ReadOnly), "{hits:#?}");
+        }
     }
 
     #[test]
@@ -557,6 +583,11 @@ mod tests {
         );
         assert!(expand("saw XID 63").ends_with("Memory remap/retirement recorded"));
         assert_eq!(expand("is this node ok"), "is this ok");
+        let expanded = expand("slow, no XIDs");
+        assert!(
+            expanded.contains("throttle") && !expanded.to_lowercase().contains("xid"),
+            "{expanded}"
+        );
     }
 
     #[test]
