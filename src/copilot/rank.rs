@@ -274,7 +274,7 @@ impl Intent {
 /// The verbs of the changes the question asks for: those that start a
 /// sentence ("Reset it", "ok, reboot the node"), in the catalogue's words
 /// ("turn on" is "enable").
-fn asked_changes(question: &str) -> Vec<&'static str> {
+fn asked_changes(question: &str) -> Vec<String> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
@@ -282,22 +282,17 @@ fn asked_changes(question: &str) -> Vec<&'static str> {
         )
         .expect("valid regex")
     });
-    const VERBS: &[&str] = &[
-        "reset", "set", "enable", "disable", "turn", "switch", "restart", "reboot", "kill",
-        "clear", "wipe", "lock", "unlock", "change", "apply", "stop", "start", "reload", "restore",
-        "raise", "lower",
-    ];
     question
         .split(['.', '!', '?', ';', ':'])
         .filter_map(|s| change.captures(s.trim()))
-        .filter_map(|c| {
+        .map(|c| {
             let verb = c[1].to_ascii_lowercase();
             match verb.as_str() {
-                "turn on" | "switch on" => Some("enable"),
-                "turn off" | "switch off" => Some("disable"),
-                "cap" => Some("limit"),
-                "put" => Some("set"),
-                v => VERBS.iter().copied().find(|&known| known == v),
+                "turn on" | "switch on" => "enable".to_string(),
+                "turn off" | "switch off" => "disable".to_string(),
+                "cap" => "limit".to_string(),
+                "put" => "set".to_string(),
+                _ => verb,
             }
         })
         .collect()
@@ -368,7 +363,7 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let verbs = asked_changes(question);
     let best = first.first().map_or(0.0, |h| h.0);
     let changes = || first.iter().filter(|(_, r)| r.tier == Tier::StateChanging);
-    let adjusting = verbs.iter().all(|v| ADJUST_VERBS.contains(v));
+    let adjusting = verbs.iter().all(|v| ADJUST_VERBS.contains(&v.as_str()));
     let change = changes()
         .find(|(_, r)| verbs.iter().any(|v| says(r, v)))
         .or_else(|| {
