@@ -5,7 +5,7 @@
 use anyhow::Context as _;
 
 use crate::engine::attention::SelectV;
-use crate::engine::device::{self, DeviceChoice, DeviceRequest, GpuLayers, Need, Selection};
+use crate::engine::device::{DeviceChoice, DeviceRequest, GpuLayers, Selection};
 use crate::engine::ffi::ggml::GgmlType;
 use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::kv_cache::CacheTypes;
@@ -101,9 +101,7 @@ impl SessionArgs {
             k: self.cache_type_k,
             v: self.cache_type_v,
         };
-        let choice = self.device.choice();
-        let need = Need::for_model(gguf, cache, n_ctx, choice.layers)?;
-        device::select(choice.request, need, choice.allow_busy).map_err(anyhow::Error::msg)
+        self.device.choice().select_for(gguf, cache, n_ctx)
     }
 
     /// Loads the model in `gguf` on the device these flags choose, with

@@ -160,12 +160,7 @@ pub fn short_purpose(purpose: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(name: &str) -> (Snapshot, Vec<Finding>) {
-        let node = crate::sim::load(name).expect("sim loads");
-        let findings = crate::checks::run_all(&node.snapshot);
-        (node.snapshot, findings)
-    }
+    use crate::copilot::sim_node as node;
 
     #[test]
     fn node_rendering_fits_its_budget_and_puts_flagged_gpus_first() {

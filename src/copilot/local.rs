@@ -33,7 +33,7 @@ use super::grammar::{self, ReplyLimits};
 use super::rank::{self, Reference};
 use super::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
 use crate::engine::chat::{ChatTemplate, Message};
-use crate::engine::device::{self, DeviceChoice, Need};
+use crate::engine::device::DeviceChoice;
 use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::kv_cache::CacheTypes;
 use crate::engine::model::{LoadOptions, Model};
@@ -144,9 +144,9 @@ impl LocalAssistant {
         let gguf = GgufFile::open(&path)?;
         let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
         let template = ChatTemplate::from_gguf(&gguf, &tokenizer)?;
-        let need = Need::for_model(&gguf, CacheTypes::default(), N_CTX, opts.device.layers)?;
-        let device = device::select(opts.device.request, need, opts.device.allow_busy)
-            .map_err(anyhow::Error::msg)?;
+        let device = opts
+            .device
+            .select_for(&gguf, CacheTypes::default(), N_CTX)?;
         let model = Model::load_on(
             &gguf,
             &LoadOptions {

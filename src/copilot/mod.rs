@@ -146,3 +146,11 @@ pub trait Assistant {
     /// Name of the model behind it.
     fn model_name(&self) -> &str;
 }
+
+/// A simulated node's snapshot and the checks' findings on it, for unit tests.
+#[cfg(test)]
+pub(crate) fn sim_node(name: &str) -> (crate::probe::Snapshot, Vec<crate::checks::Finding>) {
+    let node = crate::sim::load(name).expect("sim loads");
+    let findings = crate::checks::run_all(&node.snapshot);
+    (node.snapshot, findings)
+}

@@ -194,13 +194,14 @@ fn expand(question: &str) -> String {
         .collect();
     let is_negated =
         |r: std::ops::Range<usize>| negated.iter().any(|n| r.start >= n.start && r.end <= n.end);
-    let mut out: String = question
-        .split_whitespace()
+    static WORD: OnceLock<Regex> = OnceLock::new();
+    let word = WORD.get_or_init(|| Regex::new(r"[\w'.:/-]*\w").expect("valid regex"));
+    let mut out: String = word
+        .find_iter(question)
         .filter(|w| {
-            let at = w.as_ptr() as usize - question.as_ptr() as usize;
-            let w = w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'');
-            !GENERIC.iter().any(|g| g.eq_ignore_ascii_case(w)) && !is_negated(at..at + w.len())
+            !GENERIC.iter().any(|g| g.eq_ignore_ascii_case(w.as_str())) && !is_negated(w.range())
         })
+        .map(|w| w.as_str())
         .collect::<Vec<_>>()
         .join(" ");
     for (re, words) in vocab {
@@ -458,12 +459,7 @@ impl Vendors {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(name: &str) -> (Snapshot, Vec<Finding>) {
-        let node = crate::sim::load(name).expect("sim loads");
-        let findings = crate::checks::run_all(&node.snapshot);
-        (node.snapshot, findings)
-    }
+    use crate::copilot::sim_node as node;
 
     #[test]
     fn every_candidate_is_valid_and_has_its_tier() {

@@ -461,6 +461,20 @@ pub struct DeviceChoice {
     pub allow_busy: bool,
 }
 
+impl DeviceChoice {
+    /// Decides where the model in `gguf` runs with a `cache` of `n_ctx`
+    /// positions ([`select`]).
+    pub fn select_for(
+        self,
+        gguf: &GgufFile,
+        cache: CacheTypes,
+        n_ctx: usize,
+    ) -> anyhow::Result<Selection> {
+        let need = Need::for_model(gguf, cache, n_ctx, self.layers)?;
+        select(self.request, need, self.allow_busy).map_err(anyhow::Error::msg)
+    }
+}
+
 /// Decides where to run on this machine (see the module doc).
 pub fn select(request: DeviceRequest, need: Need, allow_busy: bool) -> Result<Selection, String> {
     if request == DeviceRequest::Cpu {

@@ -37,7 +37,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::nvidia_smi::{selected, usage_error, whole_node};
 use super::{CommandOutput, SimNode, taken_at};
-use crate::probe::{ClockEventReason, Gpu, GpuProcess};
+use crate::probe::{ClockEventReason, Ecc, Gpu, GpuProcess};
 
 /// What `dmon` or `pmon` is asked for.
 #[derive(Debug)]
@@ -173,6 +173,11 @@ fn cell<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
+/// The GPU's ECC counters, when ECC is on.
+fn ecc(g: &Gpu) -> Option<&Ecc> {
+    g.ecc.as_ref().filter(|e| e.enabled)
+}
+
 /// Whether any of `reasons` is holding the GPU's clocks down.
 fn any_active(g: &Gpu, reasons: &[ClockEventReason]) -> bool {
     reasons.iter().any(|r| g.clock_event_reasons.contains(r))
@@ -256,20 +261,10 @@ static DMON_GROUPS: &[(char, &[Column])] = &[
         'e',
         &[
             col("sbecc", "errs", |g| {
-                cell(
-                    g.ecc
-                        .as_ref()
-                        .filter(|e| e.enabled)
-                        .map(|e| e.corrected_aggregate),
-                )
+                cell(ecc(g).map(|e| e.corrected_aggregate))
             }),
             col("dbecc", "errs", |g| {
-                cell(
-                    g.ecc
-                        .as_ref()
-                        .filter(|e| e.enabled)
-                        .map(|e| e.uncorrected_aggregate),
-                )
+                cell(ecc(g).map(|e| e.uncorrected_aggregate))
             }),
             col("pci", "errs", |g| {
                 cell(g.pcie.as_ref().and_then(|p| p.replay_count))

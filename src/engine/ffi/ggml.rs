@@ -1457,6 +1457,9 @@ enum Runner<'b> {
 impl<'b> GraphRunner<'b> {
     /// A runner over `backends`, preferred first, the CPU last; graphs have
     /// at most `max_nodes` nodes.
+    ///
+    /// # Panics
+    /// When `backends` is empty: a model always has the CPU's.
     pub fn new(backends: &[&'b Backend], max_nodes: usize) -> Result<Self, GgmlError> {
         let inner = match backends {
             [] => panic!("a graph runner needs a backend"),
