@@ -14,12 +14,11 @@ use std::process::Output;
 use common::{stderr, stdout};
 use serde_json::Value;
 use sigma::audit::AuditLog;
-use sigma::cli::Node;
 use sigma::copilot::approval::{Answer, ConfirmKind, Prompter, RunMode};
 use sigma::copilot::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
 use sigma::engine::registry::Registry;
 use sigma::guard::{self, Limits, Tier, Verdict};
-use sigma::repl::{Cancel, Options, Session};
+use sigma::session::{Cancel, Node, Options, Session};
 
 /// The tiny model: fast enough for every test.
 const TINY: &str = "smollm2-135m";

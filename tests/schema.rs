@@ -32,6 +32,6 @@ fn snapshot_schema_is_current() {
 fn doctor_schema_is_current() {
     check(
         "doctor.schema.json",
-        schemars::schema_for!(sigma::cli::DoctorReport),
+        schemars::schema_for!(sigma::report::DoctorReport),
     );
 }

@@ -1,6 +1,7 @@
 //! Helpers the rules share: which GPUs count as busy or idle, how untrusted
-//! text from the node is made safe for titles and evidence, and how the
-//! read-only commands a finding proposes are spelled.
+//! text from the node is made safe (and short) for titles, evidence and
+//! every front end, and how the read-only commands a finding proposes are
+//! spelled.
 //!
 //! Nothing here judges a snapshot; the rule modules do.
 
@@ -119,6 +120,16 @@ pub fn printable(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
 }
 
 /// Untrusted text for a title, quoted, with every special character escaped

@@ -53,7 +53,7 @@ mod testutil;
 
 use std::cmp::Reverse;
 
-pub use common::printable;
+pub use common::{printable, truncate};
 pub use finding::*;
 
 use crate::probe::Snapshot;

@@ -1,17 +1,15 @@
 //! `sigma chat`: ask about the node in a conversation (see [`crate::repl`]).
 
-use std::io::{self, IsTerminal};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::Node;
 use super::session_args::DeviceArgs;
-use crate::audit::AuditLog;
 use crate::copilot::Assistant;
-use crate::copilot::approval::{RunMode, TerminalPrompter};
+use crate::copilot::approval::RunMode;
 use crate::engine::device::DeviceChoice;
 use crate::guard::Limits;
-use crate::repl::{self, Cancel, Options, Session};
+use crate::repl;
+use crate::session::{Cancel, Node, Options};
 
 /// Arguments of `sigma chat`.
 #[derive(Debug, clap::Args)]
@@ -54,9 +52,8 @@ impl Default for Args {
 pub type LoadAssistant<'a> =
     &'a dyn Fn(Option<&str>, DeviceChoice, Arc<AtomicBool>) -> Result<Box<dyn Assistant>, String>;
 
-/// Runs `sigma chat` on the simulated node `sim` or on this machine: the
-/// line editor when standard input and output are terminals, plain lines
-/// otherwise. Exit code 0 when the user leaves.
+/// Runs `sigma chat` on the simulated node `sim` or on this machine (see
+/// [`repl::run`]). Exit code 0 when the user leaves.
 pub fn run(sim: Option<&str>, args: &Args, load: LoadAssistant<'_>) -> anyhow::Result<i32> {
     let node = Node::open(sim)?;
     let cancel = Cancel::new();
@@ -73,15 +70,7 @@ pub fn run(sim: Option<&str>, args: &Args, load: LoadAssistant<'_>) -> anyhow::R
         no_model,
         cancel,
     };
-    let mut audit = AuditLog::open();
-    let mut prompter = TerminalPrompter::new();
-    let mut session = Session::new(&node, assistant, &mut prompter, &mut audit, options);
-    let mut out = anstream::stdout();
-    if io::stdin().is_terminal() && io::stdout().is_terminal() {
-        repl::terminal::run(&mut session, &mut out)?;
-    } else {
-        session.run_plain(io::stdin().lock(), &mut out)?;
-    }
+    repl::run(&node, assistant, options, &mut anstream::stdout())?;
     Ok(0)
 }
 

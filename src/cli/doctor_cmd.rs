@@ -8,14 +8,10 @@
 
 use std::io::Write;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use super::ask_cmd::{self, AnswerReport, Consulted, CopilotArgs};
-use super::{EXIT_USAGE, Node, print_json, render};
-use crate::checks::{self, Finding, Severity};
-use crate::probe::Snapshot;
-use crate::repl::cancel::EXIT_INTERRUPTED;
+use super::session_args::CopilotArgs;
+use super::{EXIT_USAGE, print_json};
+use crate::report::{DoctorReport, render};
+use crate::session::{Consulted, EXIT_INTERRUPTED, Node, consult};
 
 /// Arguments of `sigma doctor`.
 #[derive(Debug, clap::Args)]
@@ -38,90 +34,6 @@ pub struct Args {
 const EXPLAIN_QUESTION: &str = "Explain the findings on this node: what each one means, \
 how serious it is, and the next steps, with the commands to confirm or fix it.";
 
-/// Exit code of a healthy node.
-pub const EXIT_HEALTHY: i32 = 0;
-/// Exit code when the worst finding is a warning.
-pub const EXIT_WARNING: i32 = 3;
-/// Exit code when a finding is critical.
-pub const EXIT_CRITICAL: i32 = 4;
-
-/// The JSON document `sigma doctor --json` prints.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DoctorReport {
-    /// Version of this document's layout.
-    pub schema_version: u32,
-    /// `healthy`, `warning` or `critical`.
-    pub status: Status,
-    /// The process exit code: 0 healthy, 3 warnings, 4 critical.
-    pub exit_code: i32,
-    /// Number of findings per severity.
-    pub summary: Summary,
-    /// Findings, worst first.
-    pub findings: Vec<Finding>,
-    /// The snapshot the findings were computed from.
-    pub snapshot: Snapshot,
-    /// With `--explain`: the model's explanation of the findings and the
-    /// commands it proposes (as `sigma ask --json` reports them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explanation: Option<AnswerReport>,
-}
-
-/// Overall state of the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// No warning or critical finding.
-    Healthy,
-    /// At least one warning, nothing critical.
-    Warning,
-    /// At least one critical finding.
-    Critical,
-}
-
-/// Number of findings per severity.
-#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Summary {
-    /// Critical findings.
-    pub critical: usize,
-    /// Warnings.
-    pub warning: usize,
-    /// Informational findings.
-    pub info: usize,
-}
-
-impl DoctorReport {
-    /// Runs the checks over `snapshot` and builds the report.
-    pub fn new(snapshot: Snapshot) -> DoctorReport {
-        let findings = checks::run_all(&snapshot);
-        let mut summary = Summary::default();
-        for f in &findings {
-            match f.severity {
-                Severity::Critical => summary.critical += 1,
-                Severity::Warning => summary.warning += 1,
-                Severity::Info => summary.info += 1,
-            }
-        }
-        let (status, exit_code) = if summary.critical > 0 {
-            (Status::Critical, EXIT_CRITICAL)
-        } else if summary.warning > 0 {
-            (Status::Warning, EXIT_WARNING)
-        } else {
-            (Status::Healthy, EXIT_HEALTHY)
-        };
-        DoctorReport {
-            schema_version: crate::probe::SCHEMA_VERSION,
-            status,
-            exit_code,
-            summary,
-            findings,
-            snapshot,
-            explanation: None,
-        }
-    }
-}
-
 /// Runs `sigma doctor`.
 pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
     if !args.explain && !args.copilot.is_default() {
@@ -135,10 +47,10 @@ pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
     let mut report = DoctorReport::new(node.snapshot());
     if args.json {
         if args.explain {
-            let consulted = ask_cmd::consult(
+            let consulted = consult(
                 &node,
                 EXPLAIN_QUESTION,
-                &args.copilot,
+                &args.copilot.options(),
                 false,
                 &mut std::io::sink(),
             )?;
@@ -154,7 +66,13 @@ pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
     render::doctor(&mut out, &report)?;
     if args.explain {
         writeln!(out)?;
-        let consulted = ask_cmd::consult(&node, EXPLAIN_QUESTION, &args.copilot, true, &mut out)?;
+        let consulted = consult(
+            &node,
+            EXPLAIN_QUESTION,
+            &args.copilot.options(),
+            true,
+            &mut out,
+        )?;
         if let Consulted::Interrupted = consulted {
             return Ok(EXIT_INTERRUPTED);
         }

@@ -22,8 +22,7 @@ use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::sampling::{Sampler, SamplerConfig};
 use crate::engine::session::{Session, StopReason};
 use crate::engine::tokenizer::Tokenizer;
-use crate::repl::Cancel;
-use crate::repl::cancel::EXIT_INTERRUPTED;
+use crate::session::{Cancel, EXIT_INTERRUPTED};
 
 /// Arguments of `sigma generate`.
 #[derive(clap::Args, Debug)]

@@ -5,9 +5,10 @@ use std::io::Write;
 use anyhow::Context;
 use chrono::Local;
 
-use super::render::{WIDTH, truncate};
 use crate::audit::{self, Entry, Record};
 use crate::checks::printable;
+use crate::checks::truncate;
+use crate::report::render::WIDTH;
 
 /// Arguments of `sigma log`.
 #[derive(Debug, clap::Args)]

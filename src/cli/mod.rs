@@ -22,8 +22,6 @@ mod eval_cmd;
 mod generate_cmd;
 mod log_cmd;
 mod model_cmd;
-mod node;
-pub mod render;
 mod session_args;
 mod sim_cmd;
 mod snapshot_cmd;
@@ -35,10 +33,6 @@ use clap::{Parser, Subcommand};
 
 use crate::copilot::Assistant;
 use crate::copilot::local::{LocalAssistant, LocalOptions};
-
-pub use ask_cmd::{AnswerReport, CommandReport};
-pub use doctor_cmd::DoctorReport;
-pub use node::Node;
 
 /// Exit code when Sigma itself failed.
 pub const EXIT_FAILURE: i32 = 1;

@@ -1,9 +1,11 @@
 //! Command-line options shared by the commands that run the engine: the
-//! device (`--device`, `--gpu-layers`), KV cache types (differential
-//! compression), the decode attention kernel and selective V fetching.
+//! copilot's (`--run`, `--model`, `--rounds`, `--threads`), the device
+//! (`--device`, `--gpu-layers`), KV cache types (differential compression),
+//! the decode attention kernel and selective V fetching.
 
 use anyhow::Context as _;
 
+use crate::copilot::approval::RunMode;
 use crate::engine::attention::SelectV;
 use crate::engine::device::{DeviceChoice, DeviceRequest, GpuLayers, Selection};
 use crate::engine::ffi::ggml::GgmlType;
@@ -11,6 +13,7 @@ use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::kv_cache::CacheTypes;
 use crate::engine::model::{FusedDecode, LoadOptions, Model, StockAttention};
 use crate::engine::session::SessionOptions;
+use crate::session::ConsultOptions;
 
 /// Cache element types offered on the command line.
 const CACHE_TYPES: [&str; 4] = ["f16", "q8_0", "q4_0", "f32"];
@@ -65,6 +68,60 @@ impl DeviceArgs {
             request: self.device,
             layers: self.gpu_layers,
             allow_busy: self.allow_busy_gpu,
+        }
+    }
+}
+
+/// Answers per question unless `--rounds` says otherwise.
+const DEFAULT_ROUNDS: u8 = 3;
+
+/// How the copilot is asked (`sigma ask`, `sigma doctor --explain`): the
+/// model, and which proposed commands run.
+#[derive(Debug, clap::Args)]
+pub struct CopilotArgs {
+    /// Which proposed commands run: never (propose only), safe (read-only
+    /// ones without asking), confirm (ask for each on the terminal).
+    #[arg(long = "run", value_enum, value_name = "MODE", default_value_t = RunMode::Never)]
+    pub run: RunMode,
+
+    /// The model that answers (a name from `sigma model list` or a .gguf
+    /// file); the default model, pulled on first use, when absent.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub model: Option<String>,
+
+    /// Most answers: after commands run, their output goes back to the model
+    /// (1 to 10).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_ROUNDS,
+          value_parser = clap::value_parser!(u8).range(1..=10))]
+    pub rounds: u8,
+
+    /// CPU threads for the model.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl CopilotArgs {
+    /// Whether every flag has its default value (none was given, or only
+    /// with its default).
+    pub fn is_default(&self) -> bool {
+        self.run == RunMode::Never
+            && self.model.is_none()
+            && self.rounds == DEFAULT_ROUNDS
+            && self.threads.is_none()
+            && self.device.choice() == DeviceChoice::default()
+    }
+
+    /// What these flags ask of [`crate::session::consult`].
+    pub fn options(&self) -> ConsultOptions {
+        ConsultOptions {
+            model: self.model.clone(),
+            threads: self.threads,
+            device: self.device.choice(),
+            run_mode: self.run,
+            rounds: self.rounds.into(),
         }
     }
 }

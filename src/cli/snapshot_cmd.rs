@@ -1,6 +1,8 @@
 //! `sigma snapshot`: print what the probe sees.
 
-use super::{Node, print_json, render};
+use super::print_json;
+use crate::report::render;
+use crate::session::Node;
 
 /// Arguments of `sigma snapshot`.
 #[derive(Debug, clap::Args)]

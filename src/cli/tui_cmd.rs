@@ -7,9 +7,10 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use super::session_args::DeviceArgs;
-use super::{DoctorReport, Node, render};
 use crate::copilot::Assistant;
 use crate::copilot::local::{LocalAssistant, LocalOptions};
+use crate::report::{DoctorReport, render};
+use crate::session::Node;
 use crate::tui::{self, Options, Theme};
 
 /// Arguments of `sigma tui`.

@@ -45,25 +45,19 @@ pub fn render_node(snapshot: &Snapshot, findings: &[Finding], budget: usize) -> 
                 .processes
                 .iter()
                 .take(2)
-                .map(|p| {
-                    format!(
-                        "pid {} {:?}",
-                        p.pid,
-                        crate::cli::render::truncate(&p.name, 24)
-                    )
-                })
+                .map(|p| format!("pid {} {:?}", p.pid, crate::checks::truncate(&p.name, 24)))
                 .collect();
             format!(
                 "GPU {} {} util {}% mem {}/{} MiB temp {}C power {} pcie {}{}{}\n",
                 g.index,
-                crate::cli::render::short_name(&g.name),
+                crate::probe::describe::short_name(&g.name),
                 g.utilization_gpu_pct.map_or("?".into(), |v| v.to_string()),
                 g.memory_used_mib.map_or("?".into(), |v| v.to_string()),
                 g.memory_total_mib.map_or("?".into(), |v| v.to_string()),
                 g.temperature_c.map_or("?".into(), |v| v.to_string()),
-                crate::cli::render::gpu_power(g),
-                crate::cli::render::gpu_pcie(g),
-                match crate::cli::render::gpu_throttle(g).as_str() {
+                crate::probe::describe::gpu_power(g),
+                crate::probe::describe::gpu_pcie(g),
+                match crate::probe::describe::gpu_throttle(g).as_str() {
                     "-" => String::new(),
                     t => format!(" throttle {t}"),
                 },

@@ -20,6 +20,7 @@
 
 pub mod amd;
 pub mod command;
+pub mod describe;
 pub mod host;
 pub mod kernel_log;
 pub mod nvml;

@@ -1,5 +1,5 @@
 //! The chat on a terminal: `rustyline` reads lines (editing, history in
-//! the state directory's `history.txt`), the [`Session`] answers them.
+//! the state directory's `history.txt`), [`handle`] answers them.
 //!
 //! Ctrl-C at the prompt clears the line, Ctrl-D or `/quit` leaves. A
 //! history file that cannot be read or written is reported once on
@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use rustyline::error::ReadlineError;
 use rustyline::{Config, DefaultEditor};
 
-use super::{Flow, PROMPT, Session};
+use super::{Flow, PROMPT, greeting, handle};
 use crate::audit;
+use crate::session::Session;
 
 /// File name of the chat history in the state directory.
 pub const HISTORY_FILE: &str = "history.txt";
@@ -43,7 +44,7 @@ pub fn run(session: &mut Session<'_>, out: &mut impl Write) -> io::Result<()> {
             Err(e) => warn(path, &e),
         }
     }
-    writeln!(out, "{}", session.greeting())?;
+    writeln!(out, "{}", greeting(session))?;
     loop {
         out.flush()?;
         match editor.readline(PROMPT) {
@@ -52,7 +53,7 @@ pub fn run(session: &mut Session<'_>, out: &mut impl Write) -> io::Result<()> {
                     // Fails only when the entry is a duplicate or ignored.
                     let _ = editor.add_history_entry(line.as_str());
                 }
-                if session.handle(&line, out)? == Flow::Quit {
+                if handle(session, &line, out)? == Flow::Quit {
                     break;
                 }
             }

@@ -5,9 +5,11 @@
 use std::path::Path;
 
 use super::*;
-use crate::copilot::Timings;
-use crate::copilot::approval::{Answer, ConfirmKind, Decider};
-use crate::guard::{Tier, Verdict};
+use crate::audit::{AuditLog, Record};
+use crate::copilot::approval::{Answer, ConfirmKind, Decider, Prompter, RunMode};
+use crate::copilot::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
+use crate::guard::{Limits, Tier, Verdict};
+use crate::session::{Cancel, Node, Options, Session};
 
 const READ_ONLY: &str = "nvidia-smi -q -d TEMPERATURE";
 const STATE_CHANGING: &str = "nvidia-smi -r -i 2";
@@ -173,9 +175,7 @@ fn chat(
         // A shorter borrow of the assistant, as long as the session's.
         let assistant = assistant.map(|a| a as &mut dyn Assistant);
         let mut session = Session::new(&node, assistant, prompter, &mut audit, options);
-        session
-            .run_plain(input.as_bytes(), &mut out)
-            .expect("chat runs");
+        run_plain(&mut session, input.as_bytes(), &mut out).expect("chat runs");
     }
     Transcript {
         out: String::from_utf8(out).expect("UTF-8 output"),
@@ -542,11 +542,4 @@ fn quit_ends_the_chat() {
     assert_eq!(t.out, "sigma> /quit\n");
     assert!(assistant.asked.is_empty());
     assert_eq!(t.kinds(), ["session"]);
-}
-
-#[test]
-fn tail_keeps_the_last_characters() {
-    assert_eq!(tail_chars("abcdef", 3), "def");
-    assert_eq!(tail_chars("ab", 3), "ab");
-    assert_eq!(tail_chars("äöü", 2), "öü");
 }

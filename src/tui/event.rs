@@ -18,9 +18,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::checks::{self, Finding};
-use crate::cli::Node;
 use crate::copilot::worker::Message;
 use crate::probe::Snapshot;
+use crate::session::Node;
 
 /// Something that happened.
 #[derive(Debug)]

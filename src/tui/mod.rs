@@ -73,11 +73,10 @@ pub use event::Event;
 pub use theme::Theme;
 
 use crate::audit::{AuditLog, Record};
-use crate::cli::Node;
 use crate::copilot::approval::{Decider, RunMode};
 use crate::copilot::worker::{self, Message, Question, Worker};
 use crate::guard::{self, Limits, Tier, Verdict};
-use crate::probe::Source;
+use crate::session::Node;
 use event::CommandResult;
 
 /// How often the header's staleness is rechecked.
@@ -184,7 +183,7 @@ pub fn run(node: Node, options: Options, load: worker::Loader) -> Result<(), Tui
     // other: `confirm` is the policy that matches.
     audit.record(Record::session(
         "tui",
-        &node_label(&node),
+        &node.label(),
         RunMode::Confirm,
         None,
     ));
@@ -216,17 +215,6 @@ pub fn run(node: Node, options: Options, load: worker::Loader) -> Result<(), Tui
     // model still loading is not waited for long.
     let _ = worker.stop(WORKER_STOP);
     result
-}
-
-/// `live`, or `simulated: NAME`, as the audit log names the node.
-fn node_label(node: &Node) -> String {
-    match node {
-        Node::Live => "live".into(),
-        Node::Simulated(sim) => match &sim.snapshot.source {
-            Source::Simulated { name } => format!("simulated: {name}"),
-            _ => "simulated".into(),
-        },
-    }
 }
 
 /// What the main loop works with besides the app.

@@ -22,10 +22,10 @@ use super::keys;
 use super::layout::{self, Areas};
 use super::strings::{self, col};
 use crate::checks::{Finding, Severity};
-use crate::cli::render::{
+use crate::guard::Tier;
+use crate::probe::describe::{
     gpu_pcie as pcie, gpu_power as power, gpu_throttle as throttle, short_name,
 };
-use crate::guard::Tier;
 use crate::probe::{Gpu, Source};
 
 /// Draws the whole screen.

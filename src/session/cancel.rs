@@ -1,4 +1,4 @@
-//! Ctrl-C during a chat: cancels the answer being generated, not Sigma.
+//! Ctrl-C during a generation: cancels the answer being generated, not Sigma.
 //!
 //! While an answer is generated ([`Cancel::busy`]) the first Ctrl-C sets
 //! the shared flag that the engine polls between tokens; a second one,

@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use crate::guard::Target;
-use crate::probe::{self, Snapshot};
+use crate::probe::{self, Snapshot, Source};
 use crate::sim::{self, SimNode};
 
 /// The node a command works on.
@@ -32,6 +32,17 @@ impl Node {
         match self {
             Node::Live => Target::Live,
             Node::Simulated(node) => Target::Simulated(node),
+        }
+    }
+
+    /// `live`, or `simulated: NAME`, as the audit log names the node.
+    pub fn label(&self) -> String {
+        match self {
+            Node::Live => "live".into(),
+            Node::Simulated(sim) => match &sim.snapshot.source {
+                Source::Simulated { name } => format!("simulated: {name}"),
+                _ => "simulated".into(),
+            },
         }
     }
 

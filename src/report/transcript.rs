@@ -1,11 +1,12 @@
-//! How the chat writes proposals, command runs and explanations: plain
-//! text, 80 columns, no escape codes. Every string from the model or the
-//! node goes through [`printable`] first.
+//! The conversation as plain text: proposals, command runs and argument
+//! explanations, as `sigma chat`, `sigma ask` and `sigma doctor --explain`
+//! write them. 80 columns, no escape codes. Every string from the model or
+//! the node goes through [`printable`] first.
 
 use std::io::{self, Write};
 
+use super::render::WIDTH;
 use crate::checks::printable;
-use crate::cli::render::WIDTH;
 use crate::copilot::Proposal;
 use crate::guard::{ArgExplanation, Execution, Tier};
 
@@ -14,17 +15,6 @@ const INDENT: &str = "    ";
 
 /// Widest argument column in `/explain`.
 const ARG_COLUMN: usize = 18;
-
-/// Text shown by `/help`.
-pub const HELP: &str = "\
-Ask a question about the node, or type a command:
-  /doctor       check the node and list the findings
-  /snapshot     show what the probe sees
-  /run N        run proposal N (the --run policy decides who is asked)
-  /explain N    explain proposal N argument by argument
-  /help         show this help
-  /quit         leave (Ctrl-D does the same; Ctrl-C clears the line)
-";
 
 /// Wrapping at spaces only: a flag must never break at its hyphen.
 fn wrap_options(initial: &str) -> textwrap::Options<'_> {

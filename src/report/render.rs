@@ -1,4 +1,6 @@
-//! Human-readable rendering of snapshots and doctor reports.
+//! Human-readable rendering of snapshots and doctor reports: `sigma
+//! snapshot`, `sigma doctor`, the chat's `/doctor` and `/snapshot`, and the
+//! plain report printed where the TUI cannot run.
 //!
 //! Output is compact and fits 80 columns. Colour goes through `anstream`,
 //! which drops escape codes when stdout is not a terminal, when `NO_COLOR`
@@ -8,8 +10,9 @@ use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};
 
-use super::doctor_cmd::{DoctorReport, Status};
-use crate::checks::{Finding, Severity};
+use super::{DoctorReport, Status};
+use crate::checks::{Finding, Severity, truncate};
+use crate::probe::describe::{gpu_pcie, gpu_power, gpu_throttle, short_name};
 use crate::probe::{Gpu, Snapshot, Source};
 
 /// Width human output is wrapped to.
@@ -260,55 +263,6 @@ fn flags(g: &Gpu) -> String {
     f.join(",")
 }
 
-/// Power draw against the limit, `463/700W`.
-pub fn gpu_power(g: &Gpu) -> String {
-    match (g.power_draw_w, g.power_limit_w) {
-        (Some(d), Some(l)) => format!("{d:.0}/{l:.0}W"),
-        (Some(d), None) => format!("{d:.0}W"),
-        _ => "-".into(),
-    }
-}
-
-/// PCIe link as generation x width, current/max: `4x16/5x16`.
-pub fn gpu_pcie(g: &Gpu) -> String {
-    g.pcie.as_ref().map_or_else(
-        || "-".into(),
-        |p| {
-            format!(
-                "{}x{}/{}x{}",
-                p.gen_current, p.width_current, p.gen_max, p.width_max
-            )
-        },
-    )
-}
-
-/// Active throttle reasons, most serious first, in short words; `-` for none.
-pub fn gpu_throttle(g: &Gpu) -> String {
-    use crate::probe::ClockEventReason as R;
-    const ORDER: [(R, &str); 5] = [
-        (R::HwThermalSlowdown, "hw-therm"),
-        (R::HwPowerBrakeSlowdown, "hw-brake"),
-        (R::HwSlowdown, "hw-slow"),
-        (R::SwThermalSlowdown, "sw-therm"),
-        (R::SwPowerCap, "pwr-cap"),
-    ];
-    let active: Vec<&str> = ORDER
-        .iter()
-        .filter(|(r, _)| g.clock_event_reasons.contains(r))
-        .map(|(_, w)| *w)
-        .collect();
-    if active.is_empty() {
-        "-".into()
-    } else {
-        active.join(",")
-    }
-}
-
-/// `NVIDIA H100 80GB HBM3` -> `H100 80GB HBM3`.
-pub fn short_name(name: &str) -> &str {
-    name.strip_prefix("NVIDIA ").unwrap_or(name)
-}
-
 fn unavailable_lines(out: &mut impl Write, s: &Snapshot) -> io::Result<()> {
     if s.unavailable.is_empty() {
         return Ok(());
@@ -431,16 +385,6 @@ fn wrap_options(width: usize) -> textwrap::Options<'static> {
 
 fn opt(v: Option<String>) -> String {
     v.unwrap_or_else(|| "-".into())
-}
-
-/// Cuts `s` to at most `max` characters, marking the cut with `…`.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
-    t.push('…');
-    t
 }
 
 fn gib(bytes: u64) -> String {
