@@ -323,19 +323,21 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
         let _ = write!(with_findings, " {}", f.title);
     }
     let pool = pool();
-    // Best first, each with its score.
+    // Best first, each with its score; equal scores in catalogue order
+    // (the index returns ties in hash order, which changes from run to run
+    // and, through the candidates in the prompt, would change the answer).
     let search = |query: String| -> Vec<(f32, &'static Reference)> {
-        let mut hits: Vec<(f32, &'static Reference)> = index()
+        let mut hits: Vec<(f32, u32, &'static Reference)> = index()
             .search(&query, pool.len())
             .into_iter()
             .filter_map(|hit| {
                 let r = pool.get(hit.document.id as usize)?;
-                Some((hit.score * simplicity(r), r))
+                Some((hit.score * simplicity(r), hit.document.id, r))
             })
-            .filter(|(_, r)| intent.allows(r.tier) && vendor.has_tool_for(&r.command))
+            .filter(|(_, _, r)| intent.allows(r.tier) && vendor.has_tool_for(&r.command))
             .collect();
-        hits.sort_by(|a, b| b.0.total_cmp(&a.0));
-        hits
+        hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        hits.into_iter().map(|(score, _, r)| (score, r)).collect()
     };
     let mut out: Vec<Reference> = Vec::with_capacity(k);
     let mut seen: Vec<String> = Vec::with_capacity(k);
@@ -468,6 +470,23 @@ mod tests {
             let verdict = guard::check(&r.command);
             assert_ne!(verdict.tier, Tier::Blocked, "{}", r.command);
             assert_eq!(verdict.tier, r.tier, "{}", r.command);
+        }
+    }
+
+    #[test]
+    fn the_same_question_always_gets_the_same_candidates_in_the_same_order() {
+        // Each search's matches come out of a fresh hash set, whose order
+        // differs between sets even within one process.
+        let (s, f) = node("h100x8-xid79");
+        for question in ["why is this node unhealthy?", "gpu", "show me the logs"] {
+            let first = rank(question, &s, &f, 8);
+            for _ in 0..20 {
+                let again = rank(question, &s, &f, 8);
+                let commands = |hits: &[Reference]| -> Vec<String> {
+                    hits.iter().map(|r| r.command.clone()).collect()
+                };
+                assert_eq!(commands(&again), commands(&first), "{question}");
+            }
         }
     }
 
