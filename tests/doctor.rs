@@ -193,6 +193,45 @@ fn usage_error_exits_2() {
 }
 
 #[test]
+fn sim_run_answers_like_the_node_and_refuses_what_the_guard_blocks() {
+    let out = run(&["sim", "run", "h100x8-xid79", "--", "nvidia-smi", "-L"]);
+    assert_eq!(out.status.code(), Some(15), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Unable to determine the device handle"));
+    assert!(stderr(&out).starts_with("read-only: "), "{}", stderr(&out));
+
+    let piped = run(&[
+        "sim",
+        "run",
+        "h100x8-thermal-throttle",
+        "--",
+        "nvidia-smi -q -d TEMPERATURE -i 2 | grep -i slowdown",
+    ]);
+    assert_eq!(piped.status.code(), Some(0), "{}", stderr(&piped));
+    assert!(
+        stdout(&piped).contains("Slowdown Temp"),
+        "{}",
+        stdout(&piped)
+    );
+
+    let blocked = run(&["sim", "run", "h100x8-healthy", "--", "dmesg", "-C"]);
+    assert_eq!(blocked.status.code(), Some(1));
+    assert!(stdout(&blocked).is_empty());
+    assert!(
+        stderr(&blocked).starts_with("blocked: "),
+        "{}",
+        stderr(&blocked)
+    );
+
+    let missing = run(&["sim", "run", "no-such-node", "--", "nvidia-smi"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no-such-node"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
 fn sim_list_names_every_node() {
     let text = stdout(&run(&["sim", "list"]));
     for name in [

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use super::print_json;
+use super::{EXIT_FAILURE, print_json};
+use crate::checks::printable;
+use crate::guard::{self, Limits, Target, Tier};
 use crate::sim;
 
 /// Subcommands of `sigma sim`.
@@ -13,6 +15,17 @@ pub enum SimCommand {
         /// Print the list as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Run one command on a simulated node, as Sigma would run a proposal:
+    /// judged by the guard, answered by the simulator. Exits with the
+    /// command's exit code (1 when the guard refuses it).
+    Run {
+        /// The simulated node: a name from `sigma sim list` or a .toml file.
+        #[arg(value_name = "NODE")]
+        node: String,
+        /// The command line, after `--` (`sigma sim run h100x8-xid79 -- nvidia-smi -L`).
+        #[arg(value_name = "COMMAND", required = true, last = true)]
+        command: Vec<String>,
     },
 }
 
@@ -32,5 +45,27 @@ pub fn run(cmd: &SimCommand) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        SimCommand::Run { node, command } => run_on(node, command),
     }
+}
+
+/// `sigma sim run`: the guard's verdict on stderr, then what the simulator
+/// printed, with its exit code.
+fn run_on(node: &str, command: &[String]) -> anyhow::Result<i32> {
+    let node = sim::load(node)?;
+    // One word is a whole command line (`-- "nvidia-smi -L | head"`).
+    let line = match command {
+        [one] => one.clone(),
+        _ => guard::command_line(command),
+    };
+    let verdict = guard::check(&line);
+    let mut err = anstream::stderr().lock();
+    writeln!(err, "{}: {}", verdict.tier, printable(&verdict.rule))?;
+    if verdict.tier == Tier::Blocked {
+        return Ok(EXIT_FAILURE);
+    }
+    let run = guard::execute(&verdict, Target::Simulated(&node), &Limits::default())?;
+    write!(anstream::stdout(), "{}", printable(&run.stdout.text))?;
+    write!(err, "{}", printable(&run.stderr.text))?;
+    Ok(run.exit.code())
 }
