@@ -22,6 +22,7 @@ pub mod amd;
 pub mod command;
 pub mod describe;
 pub mod host;
+pub mod interpret;
 pub mod kernel_log;
 pub mod nvml;
 pub mod pci;
