@@ -463,3 +463,77 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
     assert!(violations.is_empty(), "{violations:#?}");
     assert!(o.accuracy >= 0.59, "accuracy {:.3}", o.accuracy);
 }
+
+/// The diagnosis track with the model-free assistant: the template answers
+/// must state most of the facts and never a false one (issue 15's floor).
+#[test]
+fn template_diagnoses_state_the_facts_and_nothing_false() {
+    use sigma::copilot::retrieval::RetrievalAssistant;
+    use sigma::eval::diagnose::{self, DiagnoseScores};
+
+    let loaded = diagnose::builtin();
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert!(
+        loaded.scenarios.len() >= 60,
+        "{} scenarios",
+        loaded.scenarios.len()
+    );
+    let cases = diagnose::evaluate(&loaded.scenarios, &mut RetrievalAssistant, &mut |_| {});
+    let scores = DiagnoseScores::over(&cases);
+    let failures: Vec<String> = cases
+        .iter()
+        .filter(|c| !c.false_claims.is_empty())
+        .map(|c| format!("{}: {:?}\n  {}", c.id, c.false_claims, c.answer))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "false claims:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        scores.fact_recall >= 0.70,
+        "fact recall {:.3} below 0.70",
+        scores.fact_recall
+    );
+    // Every node the scenarios name answers, and every category has cases.
+    let nodes: BTreeSet<&str> = loaded.scenarios.iter().map(|s| s.sim.as_str()).collect();
+    assert_eq!(nodes.len(), sigma::sim::list().len(), "{nodes:?}");
+}
+
+/// A diagnosis scenario file that breaks a rule is reported, not skipped.
+#[test]
+fn bad_diagnosis_scenarios_are_reported() {
+    use sigma::eval::diagnose;
+    let dir = dir_with(&[
+        (
+            "bad-regex.toml",
+            "id = \"bad-regex\"\nsim = \"h100x8-healthy\"\nquestion = \"ok?\"\ncategory = \"healthy\"\nmust_not = ['(']\n[[fact]]\nany = [\"ok\"]\n",
+        ),
+        (
+            "no-facts.toml",
+            "id = \"no-facts\"\nsim = \"h100x8-healthy\"\nquestion = \"ok?\"\ncategory = \"healthy\"\n",
+        ),
+        (
+            "both.toml",
+            "id = \"both\"\nsim = \"h100x8-healthy\"\nquestion = \"ok?\"\ncategory = \"healthy\"\n[[fact]]\nany = [\"ok\"]\nnumber = 3\n",
+        ),
+    ]);
+    let loaded = diagnose::load_dir(dir.path());
+    assert!(loaded.scenarios.is_empty());
+    let reasons: Vec<String> = loaded.errors.iter().map(|e| e.reason.clone()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("not a valid regex")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("no [[fact]]")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("both `any` and `number`")),
+        "{reasons:?}"
+    );
+}

@@ -17,6 +17,7 @@
 //! | `host` | `host-memory-low`, `disk-full` |
 //! | `amd` | `amd-ras-uncorrectable` |
 //! | `sources` | `source-unavailable` |
+//! | `facts` | `ib-port-down`, `dcgm-health`, `dcgm-diag-failed`: over what commands showed ([`run_on_facts`]) |
 //!
 //! Finding ids are a contract: simulated nodes and the copilot name them.
 //!
@@ -38,6 +39,7 @@
 mod amd;
 mod common;
 mod config;
+mod facts;
 pub mod finding;
 mod host;
 mod memory;
@@ -54,6 +56,7 @@ mod testutil;
 use std::cmp::Reverse;
 
 pub use common::{printable, truncate};
+pub use facts::run_on_facts;
 pub use finding::*;
 
 use crate::probe::Snapshot;
@@ -86,6 +89,19 @@ pub const RULES: &[Rule] = &[
 /// id, then by title, so the order is stable.
 pub fn run_all(snapshot: &Snapshot) -> Vec<Finding> {
     let mut findings: Vec<Finding> = RULES.iter().flat_map(|rule| rule(snapshot)).collect();
+    sort(&mut findings);
+    findings
+}
+
+/// Runs every rule over `snapshot` (with `facts` already applied to it, see
+/// `probe::interpret::apply`) and the fact rules over `facts`, in
+/// [`run_all`]'s order.
+pub fn run_with_facts(
+    snapshot: &Snapshot,
+    facts: &[crate::probe::interpret::Fact],
+) -> Vec<Finding> {
+    let mut findings = run_all(snapshot);
+    findings.extend(run_on_facts(facts));
     sort(&mut findings);
     findings
 }

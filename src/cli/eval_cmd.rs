@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::{EXIT_FAILURE, print_json};
 use crate::copilot::Assistant;
+use crate::eval::diagnose::{self, DiagnoseCase, DiagnoseReport};
 use crate::eval::{self, CaseResult, Report, scenario};
 
 /// Arguments of `sigma eval`.
@@ -32,6 +33,22 @@ pub struct Args {
     /// Only scenarios whose id, category or question contains this text.
     #[arg(long, value_name = "SUBSTR")]
     pub filter: Option<String>,
+
+    /// What is scored: the first proposed command (command, scenarios in
+    /// assets/eval), or the final answer after one round of read-only runs
+    /// (diagnose, scenarios in assets/eval-diagnose).
+    #[arg(long, value_enum, default_value_t = Track::Command)]
+    pub track: Track,
+}
+
+/// What `sigma eval` scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Track {
+    /// The first command proposed for each question.
+    #[default]
+    Command,
+    /// The diagnosis: the facts the final answer states and its false claims.
+    Diagnose,
 }
 
 /// Runs `sigma eval`. `sim` (`--simulate`) keeps the scenarios on that node;
@@ -42,6 +59,9 @@ pub fn run(
     args: &Args,
     make_assistant: impl FnOnce(Option<&str>) -> anyhow::Result<Box<dyn Assistant>>,
 ) -> anyhow::Result<i32> {
+    if args.track == Track::Diagnose {
+        return run_diagnose(sim, args, make_assistant);
+    }
     let loaded = match &args.scenarios {
         Some(dir) => scenario::load_dir(dir),
         None => scenario::builtin(),
@@ -60,6 +80,50 @@ pub fn run(
     };
     let cases = eval::evaluate(&loaded.scenarios, assistant.as_mut(), &mut progress);
     let report = Report::new(assistant.model_name(), cases, loaded.errors);
+    if show_progress {
+        eprint!("\r\x1b[K");
+    }
+    if args.json {
+        print_json(&report)?;
+    } else {
+        report.write_text(&mut io::stdout().lock())?;
+        io::stdout().flush()?;
+    }
+    Ok(if report.errors.is_empty() {
+        0
+    } else {
+        EXIT_FAILURE
+    })
+}
+
+/// `sigma eval --track diagnose`.
+fn run_diagnose(
+    sim: Option<&str>,
+    args: &Args,
+    make_assistant: impl FnOnce(Option<&str>) -> anyhow::Result<Box<dyn Assistant>>,
+) -> anyhow::Result<i32> {
+    let loaded = match &args.scenarios {
+        Some(dir) => diagnose::load_dir(dir),
+        None => diagnose::builtin(),
+    };
+    let loaded = eval::select_diagnose(loaded, sim, args.filter.as_deref());
+    let mut assistant = make_assistant(args.model.as_deref())?;
+    let total = loaded.scenarios.len();
+    let show_progress = !args.json && io::stderr().is_terminal();
+    let mut done = 0;
+    let mut progress = |case: &DiagnoseCase| {
+        done += 1;
+        if show_progress {
+            let mark = if case.all_facts && case.false_claims.is_empty() {
+                "ok"
+            } else {
+                "--"
+            };
+            eprint!("\r\x1b[K[{done}/{total}] {mark} {}", case.id);
+        }
+    };
+    let cases = diagnose::evaluate(&loaded.scenarios, assistant.as_mut(), &mut progress);
+    let report = DiagnoseReport::new(assistant.model_name(), cases, loaded.errors);
     if show_progress {
         eprint!("\r\x1b[K");
     }

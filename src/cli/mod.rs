@@ -32,7 +32,7 @@ use std::io::{self, Write};
 use clap::{Parser, Subcommand};
 
 use crate::copilot::Assistant;
-use crate::copilot::local::{LocalAssistant, LocalOptions};
+use crate::copilot::local::LocalOptions;
 
 /// Exit code when Sigma itself failed.
 pub const EXIT_FAILURE: i32 = 1;
@@ -118,15 +118,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Chat(args)) => chat_cmd::run(sim, &args, &load_local),
         Some(Command::Log(args)) => log_cmd::run(&args),
         Some(Command::Eval(args)) => eval_cmd::run(sim, &args, |model: Option<&str>| {
-            if model == Some("none") {
-                let baseline = crate::copilot::retrieval::RetrievalAssistant;
-                return Ok(Box::new(baseline) as Box<dyn Assistant>);
-            }
-            let opts = LocalOptions {
+            crate::copilot::load(&LocalOptions {
                 model: model.map(str::to_string),
                 ..LocalOptions::default()
-            };
-            Ok(Box::new(LocalAssistant::load(&opts)?) as Box<dyn Assistant>)
+            })
         }),
         Some(Command::Model(args)) => model_cmd::run(args),
         Some(Command::Generate(args)) => generate_cmd::run(args),
@@ -154,9 +149,7 @@ fn load_local(
         cancel,
         ..LocalOptions::default()
     };
-    LocalAssistant::load(&opts)
-        .map(|a| Box::new(a) as Box<dyn Assistant>)
-        .map_err(|e| format!("no model: {e:#}"))
+    crate::copilot::load(&opts).map_err(|e| format!("no model: {e:#}"))
 }
 
 /// Prints an error as one line and returns the exit code. A closed stdout

@@ -7,8 +7,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use super::session_args::DeviceArgs;
-use crate::copilot::Assistant;
-use crate::copilot::local::{LocalAssistant, LocalOptions};
+use crate::copilot::local::LocalOptions;
 use crate::report::{DoctorReport, render};
 use crate::session::Node;
 use crate::tui::{self, Options, Theme};
@@ -93,9 +92,7 @@ pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
             progress: false,
             ..LocalOptions::default()
         };
-        LocalAssistant::load(&opts)
-            .map(|a| Box::new(a) as Box<dyn Assistant>)
-            .map_err(|e| format!("no model: {e:#}"))
+        crate::copilot::load(&opts).map_err(|e| format!("no model: {e:#}"))
     });
     tui::run(node, args.options(), load)?;
     Ok(0)

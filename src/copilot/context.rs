@@ -9,8 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::checks::{Finding, Severity};
-use crate::guard;
+use crate::checks::Finding;
 use crate::probe::Snapshot;
 
 /// A compact rendering of the node for the prompt, at most `budget` chars:
@@ -97,58 +96,45 @@ pub fn render_node(snapshot: &Snapshot, findings: &[Finding], budget: usize) -> 
     out
 }
 
-/// The findings for the prompt: warnings and critical ones, worst first,
-/// one line each with its first recommended command (only where an earlier
-/// line has not shown the same one), at most `max` of them. Informational
-/// findings (a source that could not be read) are left out: they rarely
-/// change which command answers a question, and every line costs prefill
-/// time.
-pub fn render_findings(findings: &[Finding], max: usize) -> String {
-    let mut shown: Vec<&Finding> = findings
-        .iter()
-        .filter(|f| f.severity >= Severity::Warning)
-        .collect();
-    if shown.is_empty() {
-        return "none\n".into();
-    }
-    shown.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    let mut out = String::new();
-    let mut checks: Vec<String> = Vec::new();
-    for f in shown.iter().take(max) {
-        let gpu = f.gpu.map(|g| format!("GPU {g}: ")).unwrap_or_default();
-        let _ = write!(out, "- {} {gpu}{}", f.severity.as_str(), f.title);
-        if let Some(cmd) = f.commands.first().map(|c| guard::command_line(c))
-            && !checks.contains(&cmd)
-        {
-            let _ = write!(out, " (check: {cmd})");
-            checks.push(cmd);
+/// A reference's purpose as a proposal shows it: what the command shows
+/// (the text after a catalogue purpose's `question: ` head), without
+/// parentheticals, and when longer than `max` characters cut at a clause
+/// (or else a word) with `…`: always whole words, never a dangling `and`.
+pub fn short_purpose(purpose: &str, max: usize) -> String {
+    let body = purpose
+        .split_once(": ")
+        .map_or(purpose, |(_, rest)| rest)
+        .trim();
+    let mut plain = String::new();
+    let mut depth = 0usize;
+    for c in body.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => plain.push(c),
+            _ => {}
         }
-        out.push('\n');
     }
-    if shown.len() > max {
-        let _ = writeln!(out, "- ... {} more", shown.len() - max);
+    let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
+    let plain = plain
+        .replace(" ,", ",")
+        .trim_end_matches([',', ';', ' '])
+        .to_string();
+    if plain.chars().count() <= max {
+        return plain;
     }
-    out
-}
-
-/// A reference's purpose for the prompt: up to its first parenthesis, cut at
-/// a word boundary to at most `max` characters.
-pub fn short_purpose(purpose: &str, max: usize) -> &str {
-    let head = purpose.split(" (").next().unwrap_or(purpose).trim_end();
-    if head.len() <= max {
-        return head;
+    let head: String = plain.chars().take(max).collect();
+    let clause = head.rfind([',', ';']).filter(|&i| i >= max / 2);
+    let cut = clause.unwrap_or_else(|| head.rfind(' ').unwrap_or(head.len()));
+    let mut words: Vec<&str> = head[..cut].split_whitespace().collect();
+    const DANGLING: &[&str] = &[
+        "and", "or", "of", "the", "its", "each", "a", "an", "with", "for", "to", "in", "on", "per",
+        "by",
+    ];
+    while words.last().is_some_and(|w| DANGLING.contains(w)) {
+        words.pop();
     }
-    let cut = head
-        .char_indices()
-        .take_while(|(i, _)| *i <= max)
-        .filter(|(_, c)| *c == ' ')
-        .map(|(i, _)| i)
-        .last()
-        .unwrap_or(max.min(head.len()));
-    match head.get(..cut) {
-        Some(h) => h.trim_end_matches([',', ';', ':']),
-        None => head,
-    }
+    format!("{}…", words.join(" ").trim_end_matches([',', ';', ':']))
 }
 
 #[cfg(test)]
@@ -167,40 +153,29 @@ mod tests {
     }
 
     #[test]
-    fn findings_rendering_names_gpu_and_check() {
-        let (_, f) = node("h100x8-xid79");
-        let text = render_findings(&f, 4);
-        assert!(text.contains("critical GPU 3:"), "{text}");
-        assert!(text.contains("(check: "), "{text}");
-        assert!(!text.contains("- info "), "{text}");
-    }
-
-    #[test]
-    fn findings_rendering_shows_each_check_once() {
-        let (_, f) = node("a100x8-ecc-dbe");
-        let text = render_findings(&f, 3);
-        let checks: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.split_once("(check: ").map(|(_, c)| c))
-            .collect();
-        assert!(!checks.is_empty(), "{text}");
-        let mut unique = checks.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), checks.len(), "{text}");
-    }
-
-    #[test]
-    fn purposes_are_cut_at_parentheses_and_word_boundaries() {
+    fn purposes_are_whole_phrases() {
         assert_eq!(
             short_purpose(
                 "memory errors: ECC counters (pending remap means reset)",
                 60
             ),
-            "memory errors: ECC counters"
+            "ECC counters"
         );
         assert_eq!(
             short_purpose("utilisation, memory use and temperatures of every GPU", 30),
-            "utilisation, memory use and"
+            "utilisation, memory use…"
+        );
+        assert_eq!(
+            short_purpose(
+                "is a GPU throttling and why: its performance state and each clock \
+                 event (throttle) reason, active or not (thermal, power cap, HW slowdown)",
+                60
+            ),
+            "its performance state and each clock event reason…"
+        );
+        assert_eq!(
+            short_purpose("the power draw and the limit of each", 20),
+            "the power draw…"
         );
         assert_eq!(short_purpose("list GPUs", 30), "list GPUs");
     }

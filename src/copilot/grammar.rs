@@ -37,7 +37,7 @@ pub struct ReplyLimits {
     pub answer_chars: usize,
     /// Longest purpose text, in characters.
     pub purpose_chars: usize,
-    /// Most commands in one reply.
+    /// Most commands in one reply; 0: none (an answer only).
     pub max_commands: usize,
 }
 
@@ -75,7 +75,7 @@ pub fn reply_grammar(catalogue: &Catalogue, candidates: &[String], limits: Reply
     if candidates.is_empty() {
         alts.push(r#""""#.to_string());
     }
-    for n in 1..=limits.max_commands.max(1) {
+    for n in 1..=limits.max_commands.max(usize::from(!candidates.is_empty())) {
         let items: Vec<&str> = std::iter::once(first)
             .chain(std::iter::repeat_n("item", n - 1))
             .collect();

@@ -29,7 +29,9 @@ mod lookup;
 
 use super::answer_stream::AnswerStream;
 use super::context;
+use super::diagnose::{self, Diagnosis, observations};
 use super::grammar::{self, ReplyLimits};
+use super::grounding::{self, Evidence, GroundedStream};
 use super::rank::{self, Reference};
 use super::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
 use crate::engine::chat::{ChatTemplate, Message};
@@ -72,15 +74,17 @@ struct Examples {
 #[derive(Deserialize, serde::Serialize)]
 struct ExampleEntry {
     question: String,
+    /// The diagnosis the example was shown.
+    diagnosis: String,
     /// The candidate commands the example was shown (`command   # purpose`).
     candidates: Vec<String>,
     reply: String,
 }
 
-/// The reply as the grammar shapes it.
+/// The reply's commands as the grammar shapes them (its answer is read
+/// as it streams, [`AnswerStream`]).
 #[derive(Deserialize)]
 struct RawReply {
-    answer: String,
     commands: Vec<RawCommand>,
 }
 
@@ -333,64 +337,96 @@ impl Assistant for LocalAssistant {
     ) -> anyhow::Result<Reply> {
         let start = Instant::now();
         self.cancel.store(false, Ordering::Relaxed);
+        let seen = observations(history);
+        let diagnosis = diagnose::diagnose(question, node, &seen);
+        let facts: Vec<_> = seen
+            .iter()
+            .flat_map(|o| o.reading.facts.iter().cloned())
+            .collect();
+        let notes = diagnosis.text();
+        let evidence = Evidence::new(question, node, &facts, &[&notes]);
+        if !seen.is_empty() {
+            // After commands ran, the answer is the diagnosis from what they
+            // showed. The model's own conclusion was measured and is not
+            // used: it repeated the diagnosis or contradicted it
+            // (docs/EVAL.md, diagnosis track).
+            return self.plan(node, history, question, on_event);
+        }
         let candidates = rank::rank(question, node.snapshot, node.findings, N_CANDIDATES);
-        let user = user_message(&self.env, node, history, question, &candidates)?;
-        let dynamic = self
-            .tokenizer
-            .encode(&format!("{user}{}", self.suffix), false)?;
-        self.session.truncate(self.prefix.len());
-        on_event(Event::Prefill(0, dynamic.len()));
-        self.session.eval(&dynamic)?;
-        on_event(Event::Prefill(dynamic.len(), dynamic.len()));
-        let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
-
-        let mut answer = AnswerStream::default();
+        let user = user_message(&self.env, node, history, question, &candidates, &diagnosis)?;
+        let first: Vec<String> = candidates
+            .iter()
+            .take(1)
+            .map(|c| c.command.clone())
+            .collect();
+        // Each sentence is shown once it is complete and checked: a value the
+        // model invented never reaches the operator.
+        let mut grounded = GroundedStream::new(&evidence);
         let mut first_token_ms = None;
-        let commands: Vec<String> = candidates.into_iter().take(1).map(|c| c.command).collect();
-        let lark = grammar::reply_grammar(Catalogue::builtin(), &commands, ReplyLimits::default());
-        let matcher = Matcher::new(Ok(self
-            .factory
-            .create_parser(TopLevelGrammar::from_lark(lark))?));
-        let decoded = self.decode(matcher, &mut |piece| {
+        let generated =
+            self.generate(&user, &first, ReplyLimits::default(), start, &mut |text| {
+                grounded.push(text, &mut |s| {
+                    first_token_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
+                    on_event(Event::AnswerText(s));
+                });
+            })?;
+        let (mut answer, _removed) = grounded.finish(&mut |s| {
             first_token_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
-            let shown = answer.push(piece);
-            if !shown.is_empty() {
-                on_event(Event::AnswerText(&shown));
-            }
-        })?;
-        let total_ms = start.elapsed().as_secs_f64() * 1e3;
-        let text = &decoded.text;
-        let raw: RawReply = if decoded.cut_short {
-            salvage(text)
-        } else {
-            serde_json::from_str(text)
-                .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?
-        };
-        let decode_ms = (total_ms - prefill_ms).max(1e-3);
-        let context = [self.prefix.as_slice(), dynamic.as_slice()].concat();
-        let lookup = lookup::replay(&context, &decoded.tokens, &decoded.forced);
-        let generated = decoded.tokens.len();
+            on_event(Event::AnswerText(s));
+        });
+        if generated.decoded.cut_short && !answer.is_empty() {
+            on_event(Event::AnswerText(" (cut short)"));
+            answer.push_str(" (cut short)");
+        }
+        // What the model kept must say what the checks found; else their
+        // diagnosis follows it.
+        if !covers(&answer, &diagnosis) {
+            let addition = if answer.is_empty() {
+                notes.clone()
+            } else {
+                format!(" Sigma's checks: {notes}")
+            };
+            on_event(Event::AnswerText(&addition));
+            answer.push_str(&addition);
+        }
+        let mut proposals: Vec<Proposal> = generated
+            .commands()?
+            .into_iter()
+            .map(|c| {
+                // A candidate's purpose is the catalogue's, whole; the
+                // model's own purpose is cut at a word if it ran long.
+                let purpose = candidates
+                    .iter()
+                    .find(|r| r.command == c.command)
+                    .map_or_else(
+                        || whole_words(&c.purpose, PURPOSE_CHARS),
+                        |r| context::short_purpose(&r.purpose, PURPOSE_CHARS),
+                    );
+                Proposal::new(c.command, purpose)
+            })
+            .collect();
+        diagnosis.add_checks(&mut proposals, &seen);
         Ok(Reply {
-            answer: raw.answer,
-            proposals: raw
-                .commands
-                .into_iter()
-                .map(|c| Proposal::new(c.command, c.purpose))
-                .collect(),
+            answer,
+            proposals,
             model: self.name.clone(),
-            timings: Timings {
-                prefill_ms,
-                first_token_ms: first_token_ms.unwrap_or(total_ms),
-                total_ms,
-                tokens_per_s: generated as f64 / (decode_ms / 1e3),
-                prompt_tokens: dynamic.len(),
-                generated_tokens: generated,
-                sampled_tokens: lookup.sampled,
-                lookup_predicted_tokens: lookup.predicted,
-                decode_steps: decoded.steps,
-                lookup_steps: lookup.steps,
-            },
+            timings: self.timings(&generated, start, first_token_ms),
         })
+    }
+
+    /// Before commands run, and after they ran: the checks' diagnosis and
+    /// the ranked commands not run yet, as `--model none` gives them.
+    fn plan(
+        &mut self,
+        node: NodeContext<'_>,
+        history: &[Turn],
+        question: &str,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> anyhow::Result<Reply> {
+        let mut reply =
+            super::retrieval::RetrievalAssistant.ask(node, history, question, on_event)?;
+        reply.model.clone_from(&self.name);
+        Ok(reply)
     }
 
     fn model_name(&self) -> &str {
@@ -398,10 +434,130 @@ impl Assistant for LocalAssistant {
     }
 }
 
-/// A reply cut short by the token budget, closed where it stands: the
-/// answer as far as it got, and every command whose text is complete (the
-/// grammar put the chosen candidate first, so a reply cut in a later
-/// command or purpose keeps it).
+/// One generation: the prompt's dynamic part, the reply the grammar shaped,
+/// and when the prefill ended.
+struct Generated {
+    /// What the decode loop produced.
+    decoded: Decoded,
+    /// Tokens of the dynamic part of the prompt.
+    dynamic: Vec<u32>,
+    /// Milliseconds from the question to the end of the prefill.
+    prefill_ms: f64,
+}
+
+impl Generated {
+    /// The reply's commands (closed where it stands if it was cut short).
+    fn commands(&self) -> anyhow::Result<Vec<RawCommand>> {
+        let text = &self.decoded.text;
+        let raw: RawReply = if self.decoded.cut_short {
+            salvage(text)
+        } else {
+            serde_json::from_str(text)
+                .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?
+        };
+        Ok(raw.commands)
+    }
+}
+
+impl LocalAssistant {
+    /// Prefills `user` after the cached static prefix and decodes a reply
+    /// under the grammar of `limits` with `first` as the first command's
+    /// choices; `on_answer` gets the answer's text as it is decoded.
+    fn generate(
+        &mut self,
+        user: &str,
+        first: &[String],
+        limits: ReplyLimits,
+        start: Instant,
+        on_answer: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Generated> {
+        let dynamic = self
+            .tokenizer
+            .encode(&format!("{user}{}", self.suffix), false)?;
+        self.session.truncate(self.prefix.len());
+        self.session.eval(&dynamic)?;
+        let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
+        let lark = grammar::reply_grammar(Catalogue::builtin(), first, limits);
+        let matcher = Matcher::new(Ok(self
+            .factory
+            .create_parser(TopLevelGrammar::from_lark(lark))?));
+        let mut answer = AnswerStream::default();
+        let decoded = self.decode(matcher, &mut |piece| {
+            let text = answer.push(piece);
+            if !text.is_empty() {
+                on_answer(&text);
+            }
+        })?;
+        Ok(Generated {
+            decoded,
+            dynamic,
+            prefill_ms,
+        })
+    }
+
+    /// The timings of a reply whose generation was `generated`.
+    fn timings(
+        &self,
+        generated: &Generated,
+        start: Instant,
+        first_token_ms: Option<f64>,
+    ) -> Timings {
+        let total_ms = start.elapsed().as_secs_f64() * 1e3;
+        let decode_ms = (total_ms - generated.prefill_ms).max(1e-3);
+        let context = [self.prefix.as_slice(), generated.dynamic.as_slice()].concat();
+        let d = &generated.decoded;
+        let lookup = lookup::replay(&context, &d.tokens, &d.forced);
+        Timings {
+            prefill_ms: generated.prefill_ms,
+            first_token_ms: first_token_ms.unwrap_or(total_ms),
+            total_ms,
+            tokens_per_s: d.tokens.len() as f64 / (decode_ms / 1e3),
+            prompt_tokens: generated.dynamic.len(),
+            generated_tokens: d.tokens.len(),
+            sampled_tokens: lookup.sampled,
+            lookup_predicted_tokens: lookup.predicted,
+            decode_steps: d.steps,
+            lookup_steps: lookup.steps,
+        }
+    }
+}
+
+/// Whether `answer` says what `diagnosis` found: the GPUs and at least one
+/// value of its first problem, or anything at all when nothing is wrong.
+fn covers(answer: &str, diagnosis: &Diagnosis) -> bool {
+    if answer.trim().is_empty() {
+        return false;
+    }
+    let Some(first) = diagnosis.problems.first().or(diagnosis.asked.first()) else {
+        return true;
+    };
+    let wanted_gpus = grounding::gpus_in(first);
+    let said_gpus = grounding::gpus_in(answer);
+    if !wanted_gpus.iter().all(|g| said_gpus.contains(g)) {
+        return false;
+    }
+    let values = grounding::numbers_in(first);
+    let said = grounding::numbers_in(answer);
+    values.is_empty()
+        || values
+            .iter()
+            .any(|v| said.iter().any(|s| (s - v).abs() < 0.5))
+}
+
+/// `text` cut to at most `max` characters at a word, with `…` when cut.
+fn whole_words(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let at = cut.rfind(' ').unwrap_or(cut.len());
+    format!("{}…", cut[..at].trim_end_matches([',', ';', ':', ' ']))
+}
+
+/// A reply cut short by the token budget, closed where it stands: every
+/// command whose text is complete (the grammar put the chosen candidate
+/// first, so a reply cut in a later command or purpose keeps it).
 fn salvage(text: &str) -> RawReply {
     /// The JSON string that starts `rest`, or its complete part.
     fn string_at(rest: &str) -> (String, bool) {
@@ -414,10 +570,6 @@ fn salvage(text: &str) -> RawReply {
             }
         }
     }
-    let answer = text
-        .split_once(r#"{"answer": "#)
-        .map(|(_, rest)| string_at(rest).0)
-        .unwrap_or_default();
     let mut commands = Vec::new();
     for (i, _) in text.match_indices(r#"{"command": "#) {
         let rest = &text[i + r#"{"command": "#.len()..];
@@ -431,20 +583,19 @@ fn salvage(text: &str) -> RawReply {
             .unwrap_or_default();
         commands.push(RawCommand { command, purpose });
     }
-    RawReply {
-        answer: format!("{} (cut short)", answer.trim_end()),
-        commands,
-    }
+    RawReply { commands }
 }
 
 /// The user message for `question`: the dynamic part of the prompt, with
-/// the candidate commands the reply chooses from.
+/// the diagnosis so far, what the commands that ran showed, and the
+/// candidate commands the reply chooses from (none after commands ran).
 fn user_message(
     env: &minijinja::Environment<'static>,
     node: NodeContext<'_>,
     history: &[Turn],
     question: &str,
     candidates: &[Reference],
+    diagnosis: &Diagnosis,
 ) -> anyhow::Result<String> {
     let refs: Vec<minijinja::Value> = candidates
         .iter()
@@ -452,7 +603,7 @@ fn user_message(
         .collect();
     Ok(env.get_template("question")?.render(minijinja::context! {
         node => context::render_node(node.snapshot, node.findings, NODE_CHARS),
-        findings => context::render_findings(node.findings, 3),
+        diagnosis => diagnosis.text(),
         candidates => refs,
         history => render_history(history),
         question => question,
@@ -486,6 +637,7 @@ fn render_history(history: &[Turn]) -> String {
                 command,
                 exit_code,
                 output,
+                ..
             } => {
                 let tail: String = {
                     let chars: Vec<char> = output.chars().collect();
@@ -601,15 +753,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_reply_cut_short_keeps_its_answer_and_complete_commands() {
+    fn a_reply_cut_short_keeps_its_complete_commands() {
         let cut = r#"{"answer": "GPU 2 is \"hot\".", "commands": [{"command": "nvidia-smi -q -d TEMPERATURE", "purpose": "temps"}, {"command": "dmesg -T | grep -i x"#;
         let r = salvage(cut);
-        assert_eq!(r.answer, r#"GPU 2 is "hot". (cut short)"#);
         assert_eq!(r.commands.len(), 1);
         assert_eq!(r.commands[0].command, "nvidia-smi -q -d TEMPERATURE");
         assert_eq!(r.commands[0].purpose, "temps");
         let r = salvage(r#"{"answer": "loops loops loops"#);
-        assert_eq!(r.answer, "loops loops loops (cut short)");
         assert!(r.commands.is_empty());
     }
 
@@ -624,7 +774,8 @@ mod tests {
                 findings: &findings,
             };
             let candidates = rank::rank(&s.question, node.snapshot, node.findings, N_CANDIDATES);
-            let text = user_message(&env, node, &[], &s.question, &candidates).unwrap();
+            let diagnosis = diagnose::diagnose(&s.question, node, &[]);
+            let text = user_message(&env, node, &[], &s.question, &candidates, &diagnosis).unwrap();
             if std::env::var_os("SIGMA_SHOW_PROMPTS").is_some() {
                 println!("=== {} ({} chars)\n{text}", s.id, text.len());
             }

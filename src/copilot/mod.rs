@@ -12,7 +12,9 @@ pub mod adapt;
 pub mod answer_stream;
 pub mod approval;
 pub mod context;
+pub mod diagnose;
 pub mod grammar;
+pub mod grounding;
 pub mod local;
 pub mod rank;
 pub mod retrieval;
@@ -111,7 +113,8 @@ pub enum Turn {
     User(String),
     /// The assistant's answer text.
     Assistant(String),
-    /// A command that ran and its (capped) output.
+    /// A command that ran, its (capped) output, and what could be read
+    /// from that output.
     CommandOutput {
         /// The command line.
         command: String,
@@ -119,7 +122,23 @@ pub enum Turn {
         exit_code: Option<i32>,
         /// Output, tail kept.
         output: String,
+        /// The facts read from the whole output, or why none could be.
+        #[serde(default)]
+        reading: crate::probe::interpret::Reading,
     },
+}
+
+/// The `--model` value that asks for no language model: answers come from
+/// the checks and the diagnosis, proposals from the ranker.
+pub const NO_MODEL: &str = "none";
+
+/// The assistant `opts` name: the model-free one for [`NO_MODEL`], else the
+/// local model (the default one when none is named).
+pub fn load(opts: &local::LocalOptions) -> anyhow::Result<Box<dyn Assistant>> {
+    if opts.model.as_deref() == Some(NO_MODEL) {
+        return Ok(Box::new(retrieval::RetrievalAssistant));
+    }
+    Ok(Box::new(local::LocalAssistant::load(opts)?))
 }
 
 /// Events streamed while an answer is generated.
@@ -142,6 +161,21 @@ pub trait Assistant {
         question: &str,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> anyhow::Result<Reply>;
+
+    /// Answers `question` when commands will run before the final answer
+    /// (`--run safe|confirm` with rounds left): what the checks already
+    /// say, and the commands that show more. The default asks in full; the
+    /// local model leaves this round to the checks and the ranker and
+    /// spends its time on the answer that reads what the commands showed.
+    fn plan(
+        &mut self,
+        node: NodeContext<'_>,
+        history: &[Turn],
+        question: &str,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> anyhow::Result<Reply> {
+        self.ask(node, history, question, on_event)
+    }
 
     /// Name of the model behind it.
     fn model_name(&self) -> &str;

@@ -1,14 +1,21 @@
-//! An assistant without a language model: it proposes the references
-//! ranked best for the question, fitted to the GPUs and processes it names.
+//! An assistant without a language model: it answers with the diagnosis
+//! ([`super::diagnose`]) and proposes the references ranked best for the
+//! question, fitted to the GPUs and processes it names.
 //!
-//! It answers instantly on any machine, and it is the baseline that shows
-//! what the model adds: `sigma eval --model none`.
+//! It answers instantly on any machine, it is what Sigma says when no model
+//! can be loaded, and it is the baseline that shows what the model adds:
+//! `sigma eval --model none`.
 
+use super::context;
+use super::diagnose::{self, observations};
 use super::rank;
 use super::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
 
 /// Commands proposed per question.
 const N_PROPOSALS: usize = 3;
+
+/// Longest purpose shown with a proposal, in characters.
+const PURPOSE_CHARS: usize = 70;
 
 /// The model-free assistant.
 #[derive(Debug, Default)]
@@ -18,22 +25,25 @@ impl Assistant for RetrievalAssistant {
     fn ask(
         &mut self,
         node: NodeContext<'_>,
-        _history: &[Turn],
+        history: &[Turn],
         question: &str,
-        _on_event: &mut dyn FnMut(Event<'_>),
+        on_event: &mut dyn FnMut(Event<'_>),
     ) -> anyhow::Result<Reply> {
         let start = std::time::Instant::now();
+        let seen = observations(history);
         let proposals: Vec<Proposal> =
             rank::rank(question, node.snapshot, node.findings, N_PROPOSALS)
                 .into_iter()
-                .map(|r| Proposal::new(r.command, r.purpose))
+                .filter(|r| !seen.iter().any(|o| o.command == r.command))
+                .map(|r| {
+                    Proposal::new(r.command, context::short_purpose(&r.purpose, PURPOSE_CHARS))
+                })
                 .collect();
-        let answer = if proposals.is_empty() {
-            "No catalogued command matches the question.".to_string()
-        } else {
-            "Catalogued commands ranked most relevant to the question (no language model)."
-                .to_string()
-        };
+        let diagnosis = diagnose::diagnose(question, node, &seen);
+        let mut proposals = proposals;
+        diagnosis.add_checks(&mut proposals, &seen);
+        let answer = diagnosis.text();
+        on_event(Event::AnswerText(&answer));
         let total_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(Reply {
             answer,

@@ -12,7 +12,11 @@
 //! - [`scenario`]: loading and checking scenario files (`assets/eval`).
 //! - [`metrics`]: judging one reply, scores over many.
 //! - [`report`]: the report, as JSON or text.
+//! - [`diagnose`]: the diagnosis track: the final answer after one round of
+//!   read-only runs, scored on the facts it states and the claims it must
+//!   not make.
 
+pub mod diagnose;
 pub mod metrics;
 pub mod report;
 pub mod scenario;
@@ -58,21 +62,50 @@ pub fn select(loaded: Loaded, sim: Option<&str>, filter: Option<&str>) -> Loaded
         scenarios,
         mut errors,
     } = loaded;
-    let keep = |s: &Scenario| {
-        sim.is_none_or(|n| s.sim == n)
-            && filter.is_none_or(|f| {
-                s.id.contains(f) || s.category.to_string().contains(f) || s.question.contains(f)
-            })
-    };
-    let before = scenarios.len();
-    let scenarios: Vec<Scenario> = scenarios.into_iter().filter(keep).collect();
-    if before > 0 && scenarios.is_empty() {
+    let scenarios = retain(scenarios, &mut errors, |s| {
+        wanted(
+            sim,
+            filter,
+            [&s.sim, &s.id, &s.category.to_string(), &s.question],
+        )
+    });
+    Loaded { scenarios, errors }
+}
+
+/// [`select`] for the diagnosis track.
+pub fn select_diagnose(
+    loaded: diagnose::LoadedDiagnose,
+    sim: Option<&str>,
+    filter: Option<&str>,
+) -> diagnose::LoadedDiagnose {
+    let diagnose::LoadedDiagnose {
+        scenarios,
+        mut errors,
+    } = loaded;
+    let scenarios = retain(scenarios, &mut errors, |s| {
+        wanted(sim, filter, [&s.sim, &s.id, &s.category, &s.question])
+    });
+    diagnose::LoadedDiagnose { scenarios, errors }
+}
+
+/// Whether a scenario on node `fields[0]` with id, category and question
+/// `fields[1..]` is on `sim` and contains `filter`.
+fn wanted(sim: Option<&str>, filter: Option<&str>, fields: [&str; 4]) -> bool {
+    sim.is_none_or(|n| fields[0] == n)
+        && filter.is_none_or(|f| fields[1..].iter().any(|x| x.contains(f)))
+}
+
+/// `items` that `keep` accepts; keeping none of a non-empty set is an error.
+fn retain<T>(items: Vec<T>, errors: &mut Vec<ScenarioError>, keep: impl Fn(&T) -> bool) -> Vec<T> {
+    let before = items.len();
+    let kept: Vec<T> = items.into_iter().filter(|i| keep(i)).collect();
+    if before > 0 && kept.is_empty() {
         errors.push(ScenarioError {
             file: "(selection)".into(),
             reason: "no scenario is left after --simulate and --filter; \
-                     see the ids in assets/eval"
+                     see the ids in the scenario directory"
                 .into(),
         });
     }
-    Loaded { scenarios, errors }
+    kept
 }

@@ -176,74 +176,123 @@ pub struct Loaded {
 
 /// Loads the scenarios shipped in `assets/eval`.
 pub fn builtin() -> Loaded {
-    let files = SCENARIOS
-        .files()
-        .filter(|f| f.path().extension().is_some_and(|e| e == "toml"))
-        .map(|f| {
-            let name = format!("assets/eval/{}", f.path().display());
-            (name, f.contents_utf8().map(str::to_string))
-        });
-    load_all(files)
+    from_files(embedded(&SCENARIOS, "assets/eval"))
 }
 
 /// Loads every `*.toml` file in `dir`. An unreadable directory, or one with
 /// no scenario file, is an error in the result.
 pub fn load_dir(dir: &Path) -> Loaded {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            return Loaded {
-                scenarios: Vec::new(),
-                errors: vec![ScenarioError {
-                    file: dir.display().to_string(),
-                    reason: format!("cannot read the scenario directory: {e}"),
-                }],
-            };
-        }
-    };
-    let files = entries
+    match on_disk(dir) {
+        Ok(files) => from_files(files),
+        Err(e) => Loaded {
+            scenarios: Vec::new(),
+            errors: vec![e],
+        },
+    }
+}
+
+/// A scenario file: its name and its text (`None` when unreadable).
+pub(super) type File = (String, Option<String>);
+
+/// The `*.toml` files embedded in `dir`, named under `prefix`.
+pub(super) fn embedded(dir: &Dir<'static>, prefix: &str) -> Vec<File> {
+    dir.files()
+        .filter(|f| f.path().extension().is_some_and(|e| e == "toml"))
+        .map(|f| {
+            let name = format!("{prefix}/{}", f.path().display());
+            (name, f.contents_utf8().map(str::to_string))
+        })
+        .collect()
+}
+
+/// The `*.toml` files in `dir`; an unreadable directory, or one without
+/// any, is an error.
+pub(super) fn on_disk(dir: &Path) -> Result<Vec<File>, ScenarioError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ScenarioError {
+        file: dir.display().to_string(),
+        reason: format!("cannot read the scenario directory: {e}"),
+    })?;
+    let files: Vec<File> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .map(|p| {
             let text = std::fs::read_to_string(&p).ok();
             (p.display().to_string(), text)
-        });
-    let mut loaded = load_all(files);
-    if loaded.scenarios.is_empty() && loaded.errors.is_empty() {
-        loaded.errors.push(ScenarioError {
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(ScenarioError {
             file: dir.display().to_string(),
             reason: "no scenario files (*.toml) in this directory".into(),
         });
     }
-    loaded
+    Ok(files)
 }
 
-/// Parses and checks each `(file name, text)`; `None` text is unreadable.
-fn load_all(files: impl Iterator<Item = (String, Option<String>)>) -> Loaded {
+/// Parses and checks each file with `parse`: the good ones, and each bad
+/// one with its reason, in file order.
+pub(super) fn parse_files<T>(
+    files: Vec<File>,
+    mut parse: impl FnMut(&str, &str, &mut NodeCache) -> Result<T, String>,
+) -> (Vec<T>, Vec<ScenarioError>) {
     let mut nodes = NodeCache::default();
-    let mut loaded = Loaded::default();
+    let mut good = Vec::new();
+    let mut errors = Vec::new();
     for (file, text) in files {
         let result = match text {
             Some(text) => parse(&file, &text, &mut nodes),
             None => Err("cannot read the file as UTF-8 text".to_string()),
         };
         match result {
-            Ok(s) => loaded.scenarios.push(s),
-            Err(reason) => loaded.errors.push(ScenarioError { file, reason }),
+            Ok(s) => good.push(s),
+            Err(reason) => errors.push(ScenarioError { file, reason }),
         }
     }
-    loaded.scenarios.sort_by(|a, b| a.id.cmp(&b.id));
-    loaded.errors.sort_by(|a, b| a.file.cmp(&b.file));
-    loaded
+    errors.sort_by(|a, b| a.file.cmp(&b.file));
+    (good, errors)
+}
+
+/// The command-track scenarios among `files`, sorted by id.
+fn from_files(files: Vec<File>) -> Loaded {
+    let (mut scenarios, errors) = parse_files(files, parse);
+    scenarios.sort_by(|a: &Scenario, b| a.id.cmp(&b.id));
+    Loaded { scenarios, errors }
+}
+
+/// Parses a scenario file's TOML, errors at `line:column`.
+pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = sim::node::line_column(text, e.span().map_or(0, |s| s.start));
+        format!(
+            "{line}:{column}: {}",
+            e.message().trim().replace('\n', "; ")
+        )
+    })
+}
+
+/// Checks that a scenario's `id` is its file's stem.
+pub(super) fn check_id(file: &str, id: &str) -> Result<(), String> {
+    let stem = Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if id == stem {
+        Ok(())
+    } else {
+        Err(format!(
+            "id '{id}' differs from the file name; name the file {id}.toml"
+        ))
+    }
 }
 
 /// Simulated nodes loaded so far, by name (many scenarios share one).
 #[derive(Default)]
-struct NodeCache(HashMap<String, Arc<SimNode>>);
+pub(super) struct NodeCache(HashMap<String, Arc<SimNode>>);
 
 impl NodeCache {
-    fn get(&mut self, name: &str) -> Result<Arc<SimNode>, String> {
+    /// The node `name`, loaded once.
+    pub(super) fn get(&mut self, name: &str) -> Result<Arc<SimNode>, String> {
         if let Some(node) = self.0.get(name) {
             return Ok(Arc::clone(node));
         }
@@ -255,23 +304,8 @@ impl NodeCache {
 
 /// Parses one scenario file and checks it against the guard and its node.
 fn parse(file: &str, text: &str, nodes: &mut NodeCache) -> Result<Scenario, String> {
-    let raw: ScenarioFile = toml::from_str(text).map_err(|e| {
-        let (line, column) = sim::node::line_column(text, e.span().map_or(0, |s| s.start));
-        format!(
-            "{line}:{column}: {}",
-            e.message().trim().replace('\n', "; ")
-        )
-    })?;
-    let stem = Path::new(file)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if raw.id != stem {
-        return Err(format!(
-            "id '{}' differs from the file name; name the file {}.toml",
-            raw.id, raw.id
-        ));
-    }
+    let raw: ScenarioFile = parse_toml(text)?;
+    check_id(file, &raw.id)?;
     if raw.question.trim().is_empty() {
         return Err("question is empty".into());
     }

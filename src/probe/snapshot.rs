@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything known about one node at one instant.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// Version of this document's layout ([`SCHEMA_VERSION`]).
@@ -51,10 +51,11 @@ pub struct Snapshot {
 }
 
 /// Where a snapshot came from.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
     /// Probed on this machine.
+    #[default]
     Live,
     /// Loaded from a simulated node file.
     Simulated {

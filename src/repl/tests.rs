@@ -278,7 +278,7 @@ fn run_1_runs_the_read_only_proposal_on_the_simulated_node() {
     assert_eq!(question, "and now?");
     assert!(
         history.iter().any(|turn| matches!(turn,
-            Turn::CommandOutput { command, exit_code: Some(0), output }
+            Turn::CommandOutput { command, exit_code: Some(0), output, .. }
                 if command == READ_ONLY && output.contains("GPU Current Temp"))),
         "{history:?}"
     );
@@ -397,10 +397,9 @@ fn outputs_go_back_for_more_rounds_up_to_the_limit() {
     );
     assert_eq!(assistant.asked.len(), 3, "{}", t.out);
     let (history, question) = &assistant.asked[1];
-    assert!(
-        question.ends_with("answer the question: why?"),
-        "{question}"
-    );
+    // The follow-up asks the question again; the outputs are the history's
+    // last turns.
+    assert_eq!(question, "why?");
     assert!(
         matches!(history.last(), Some(Turn::CommandOutput { command, .. }) if command == READ_ONLY),
         "{history:?}"

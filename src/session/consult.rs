@@ -6,9 +6,9 @@ use std::io::Write;
 use super::{Cancel, Node, Options, Session};
 use crate::audit::AuditLog;
 use crate::checks::Finding;
-use crate::copilot::Assistant;
 use crate::copilot::approval::{RunMode, TerminalPrompter};
-use crate::copilot::local::{LocalAssistant, LocalOptions};
+use crate::copilot::local::LocalOptions;
+use crate::copilot::retrieval::RetrievalAssistant;
 use crate::engine::device::DeviceChoice;
 use crate::guard::Limits;
 use crate::report::AnswerReport;
@@ -61,7 +61,19 @@ pub fn consult(
     if let Some(t) = options.threads {
         opts.threads = t.max(1);
     }
-    let mut assistant = LocalAssistant::load(&opts)?;
+    let mut assistant = match crate::copilot::load(&opts) {
+        Ok(a) => a,
+        // The default model could not be had (an offline node): the checks
+        // and the diagnosis still answer.
+        Err(e) if options.model.is_none() => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "sigma: no model ({e:#}); answering from the checks without one (--model none)"
+            );
+            Box::new(RetrievalAssistant)
+        }
+        Err(e) => return Err(e),
+    };
     let session_options = Options {
         run_mode: options.run_mode,
         rounds: options.rounds,
@@ -73,7 +85,7 @@ pub fn consult(
     let mut prompter = TerminalPrompter::new();
     let mut session = Session::new(
         node,
-        Some(&mut assistant as &mut dyn Assistant),
+        Some(assistant.as_mut()),
         &mut prompter,
         &mut audit,
         session_options,

@@ -38,8 +38,9 @@ use crate::audit::{AuditLog, Record};
 use crate::checks::{self, Finding, printable};
 use crate::copilot::approval::{Prompter, RunMode, approve};
 use crate::copilot::{Assistant, Event, NodeContext, Proposal, Reply, Turn};
-use crate::guard::{self, Limits};
+use crate::guard::{self, Exit, Limits};
 use crate::probe::Snapshot;
+use crate::probe::interpret::{self, Ended, Fact};
 use crate::report::{DoctorReport, RunRecord, transcript};
 
 pub use cancel::{Cancel, EXIT_INTERRUPTED};
@@ -69,9 +70,13 @@ pub struct Options {
 pub struct Session<'a> {
     /// The node asked about and run on.
     node: &'a Node,
-    /// Its latest snapshot and findings (refreshed by [`Session::reprobe`]).
+    /// Its latest probe (refreshed by [`Session::reprobe`]).
+    probed: Snapshot,
+    /// What the commands run since then showed.
+    facts: Vec<Fact>,
+    /// `probed` with `facts` applied: what the assistant sees.
     snapshot: Snapshot,
-    /// The checks' findings over `snapshot`.
+    /// The checks' findings over `snapshot` and `facts`.
     findings: Vec<Finding>,
     /// The assistant; `None` when no model is available.
     assistant: Option<&'a mut dyn Assistant>,
@@ -100,8 +105,8 @@ impl<'a> Session<'a> {
         audit: &'a mut AuditLog,
         options: Options,
     ) -> Session<'a> {
-        let snapshot = node.snapshot();
-        let findings = checks::run_all(&snapshot);
+        let probed = node.snapshot();
+        let findings = checks::run_all(&probed);
         let model = assistant.as_ref().map(|a| a.model_name().to_string());
         audit.record(Record::session(
             "chat",
@@ -111,7 +116,9 @@ impl<'a> Session<'a> {
         ));
         Session {
             node,
-            snapshot,
+            snapshot: probed.clone(),
+            probed,
+            facts: Vec::new(),
             findings,
             assistant,
             prompter,
@@ -132,6 +139,11 @@ impl<'a> Session<'a> {
     /// The node's findings as the assistant saw them.
     pub fn findings(&self) -> &[Finding] {
         &self.findings
+    }
+
+    /// What the commands run since the last probe showed.
+    pub fn facts(&self) -> &[Fact] {
+        &self.facts
     }
 
     /// The assistant's model, when there is one.
@@ -158,6 +170,8 @@ impl<'a> Session<'a> {
     /// assistant sees from now on. Returns the doctor's report over them.
     pub fn reprobe(&mut self) -> DoctorReport {
         let report = DoctorReport::new(self.node.snapshot());
+        self.probed = report.snapshot.clone();
+        self.facts.clear();
         self.snapshot = report.snapshot.clone();
         self.findings = report.findings.clone();
         report
@@ -178,7 +192,9 @@ impl<'a> Session<'a> {
         let rounds = self.options.rounds.max(1);
         let mut prompt = text.to_string();
         for round in 1..=rounds {
-            let Some(reply) = self.generate(&prompt, out)? else {
+            // Commands run before the next answer: this one only plans.
+            let plans = round < rounds && self.options.run_mode != RunMode::Never;
+            let Some(reply) = self.generate(&prompt, plans, out)? else {
                 return Ok(());
             };
             self.history.push(Turn::User(prompt));
@@ -205,7 +221,12 @@ impl<'a> Session<'a> {
 
     /// One answer, streamed to `out`. `None` (after saying why) when the
     /// assistant failed or the user cancelled.
-    fn generate(&mut self, prompt: &str, out: &mut impl Write) -> io::Result<Option<Reply>> {
+    fn generate(
+        &mut self,
+        prompt: &str,
+        plans: bool,
+        out: &mut impl Write,
+    ) -> io::Result<Option<Reply>> {
         let Some(assistant) = self.assistant.as_deref_mut() else {
             return Ok(None);
         };
@@ -216,11 +237,16 @@ impl<'a> Session<'a> {
         let cancel = &self.options.cancel;
         let busy = cancel.busy();
         let mut stream = Stream::new(out);
-        let result = assistant.ask(node, &self.history, prompt, &mut |event| {
+        let mut on_event = |event: Event<'_>| {
             if let Event::AnswerText(text) = event {
                 stream.write(text);
             }
-        });
+        };
+        let result = if plans {
+            assistant.plan(node, &self.history, prompt, &mut on_event)
+        } else {
+            assistant.ask(node, &self.history, prompt, &mut on_event)
+        };
         drop(busy);
         let streamed = stream.finish()?;
         let reply = match result {
@@ -307,11 +333,17 @@ impl<'a> Session<'a> {
                     output: tail_chars(&output, FEEDBACK_CHARS).to_string(),
                     duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
                 });
-                self.history.push(command_turn(
+                let turn = command_turn(
                     &verdict.command,
-                    Some(run.exit.code()),
+                    Some(ended(run.exit)),
                     &output,
-                ));
+                    &self.snapshot,
+                );
+                if let Turn::CommandOutput { reading, .. } = &turn {
+                    self.facts.extend(reading.facts.iter().cloned());
+                    (self.snapshot, self.findings) = observed(&self.probed, &self.facts);
+                }
+                self.history.push(turn);
                 Ok(true)
             }
             Err(e) => {
@@ -336,22 +368,60 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The question for a round after commands ran: their outputs are the
-/// history's last turns.
+/// The question for a round after commands ran: the question itself. What
+/// the commands showed is in the history's last turns, and an assistant
+/// that sees them there answers from them ([`crate::copilot::diagnose::observations`]).
 pub fn follow_up(question: &str) -> String {
-    format!(
-        "The commands ran; their outputs are above. Using them, answer the question: {question}"
-    )
+    question.to_string()
 }
 
-/// What a command that ran gave, as the assistant is shown it: its output's
-/// last [`FEEDBACK_CHARS`] characters.
-pub fn command_turn(command: &str, exit_code: Option<i32>, output: &str) -> Turn {
+/// What a command that ran gave, as the assistant is shown it: the facts
+/// read from its whole output on the node `snapshot` describes, and the
+/// output's last [`FEEDBACK_CHARS`] characters. `ended` is `None` when the
+/// command could not run (`output` then says why).
+pub fn command_turn(
+    command: &str,
+    ended: Option<Ended>,
+    output: &str,
+    snapshot: &Snapshot,
+) -> Turn {
+    let reading = match ended {
+        Some(ended) => {
+            let pipeline = guard::check(command).pipeline;
+            interpret::read(&pipeline, output, ended, snapshot)
+        }
+        None => interpret::Reading {
+            note: Some(format!("it could not run: {output}")),
+            ..interpret::Reading::default()
+        },
+    };
     Turn::CommandOutput {
         command: command.to_string(),
-        exit_code,
+        exit_code: match ended {
+            Some(Ended::Exited(code)) => Some(code),
+            _ => None,
+        },
         output: tail_chars(output, FEEDBACK_CHARS).to_string(),
+        reading,
     }
+}
+
+/// How a command ended, as reading its output needs to know.
+pub fn ended(exit: Exit) -> Ended {
+    match exit {
+        Exit::Code(code) => Ended::Exited(code),
+        Exit::Signal(_) => Ended::Killed,
+        Exit::TimedOut => Ended::TimedOut,
+    }
+}
+
+/// The node as the commands showed it: `probed` with `facts` applied, and
+/// the checks over both.
+pub fn observed(probed: &Snapshot, facts: &[Fact]) -> (Snapshot, Vec<Finding>) {
+    let mut snapshot = probed.clone();
+    interpret::apply(&mut snapshot, facts);
+    let findings = checks::run_with_facts(&snapshot, facts);
+    (snapshot, findings)
 }
 
 /// The last `max` characters of `text`.
@@ -420,13 +490,23 @@ mod tests {
     }
 
     #[test]
-    fn a_command_turn_keeps_the_outputs_tail() {
-        let output = format!("{}END", "x".repeat(FEEDBACK_CHARS));
+    fn a_command_turn_keeps_the_outputs_tail_and_reads_all_of_it() {
+        let node = crate::sim::load("h100x8-thermal-throttle").expect("node");
+        let report = node
+            .run(&["nvidia-smi".to_string(), "-q".to_string()])
+            .stdout;
+        let output = format!("{report}{}END", "x".repeat(FEEDBACK_CHARS));
         let Turn::CommandOutput {
             command,
             exit_code,
             output,
-        } = command_turn("nvidia-smi -q", Some(0), &output)
+            reading,
+        } = command_turn(
+            "nvidia-smi -q",
+            Some(Ended::Exited(0)),
+            &output,
+            &node.snapshot,
+        )
         else {
             panic!("a command's output turn");
         };
@@ -434,5 +514,40 @@ mod tests {
         assert_eq!(exit_code, Some(0));
         assert_eq!(output.chars().count(), FEEDBACK_CHARS);
         assert!(output.ends_with("END"));
+        // The facts come from the whole output, not the tail.
+        assert!(
+            reading
+                .facts
+                .iter()
+                .any(|f| f.gpu == Some(2) && f.field == "temperature.gpu" && f.value == "86")
+        );
+        let Turn::CommandOutput {
+            exit_code, reading, ..
+        } = command_turn(
+            "nvidia-smi -q",
+            None,
+            "refused by the guard",
+            &node.snapshot,
+        )
+        else {
+            panic!("a command's output turn");
+        };
+        assert_eq!(exit_code, None);
+        assert!(reading.note.unwrap().contains("could not run"));
+    }
+
+    #[test]
+    fn what_a_command_showed_changes_the_findings() {
+        let node = crate::sim::load("h100x8-ib-down").expect("node");
+        let out = node.run(&["ibstat".to_string()]).stdout;
+        let Turn::CommandOutput { reading, .. } =
+            command_turn("ibstat", Some(Ended::Exited(0)), &out, &node.snapshot)
+        else {
+            panic!("a command's output turn");
+        };
+        assert!(checks::run_all(&node.snapshot).is_empty());
+        let (_, findings) = observed(&node.snapshot, &reading.facts);
+        let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["ib-port-down"]);
     }
 }

@@ -20,6 +20,7 @@ use signal_hook::iterator::{Handle, Signals};
 use crate::checks::{self, Finding};
 use crate::copilot::worker::Message;
 use crate::probe::Snapshot;
+use crate::probe::interpret::Ended;
 use crate::session::Node;
 
 /// Something that happened.
@@ -87,6 +88,8 @@ pub struct CommandResult {
     pub dropped_bytes: usize,
     /// Why it did not run, when it did not.
     pub error: Option<String>,
+    /// How it ended; `None` when it did not run.
+    pub ended: Option<Ended>,
 }
 
 /// Reads keys and resizes until `stop` is set or the receiver is gone.

@@ -76,7 +76,7 @@ use crate::audit::{AuditLog, Record};
 use crate::copilot::approval::{Decider, RunMode};
 use crate::copilot::worker::{self, Message, Question, Worker};
 use crate::guard::{self, Limits, Tier, Verdict};
-use crate::session::Node;
+use crate::session::{self, Node};
 use event::CommandResult;
 
 /// How often the header's staleness is rechecked.
@@ -301,9 +301,11 @@ fn ask_worker(app: &App, ctx: &mut Context<'_>, ask: Ask) -> Option<Event> {
         // The app asks only after the first snapshot.
         return Some(Event::Model(Message::Done(Err(STOPPED.into()))));
     };
+    // What the commands run for this question showed, on top of the probe.
+    let (snapshot, findings) = session::observed(snapshot, app.facts());
     let question = Question {
-        snapshot: snapshot.clone(),
-        findings: app.findings().to_vec(),
+        snapshot,
+        findings,
         history: app.history().to_vec(),
         prompt: ask.prompt,
     };
@@ -385,6 +387,7 @@ fn execute(node: &Node, verdict: &Verdict) -> CommandResult {
             duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
             dropped_bytes: run.stdout.dropped_bytes + run.stderr.dropped_bytes,
             error: None,
+            ended: Some(session::ended(run.exit)),
         },
         Err(e) => CommandResult {
             command,
@@ -394,6 +397,7 @@ fn execute(node: &Node, verdict: &Verdict) -> CommandResult {
             duration_ms: 0,
             dropped_bytes: 0,
             error: Some(e.to_string()),
+            ended: None,
         },
     }
 }

@@ -419,6 +419,7 @@ fn running_shows_the_output_and_confirming_the_program() {
         duration_ms: 2,
         dropped_bytes: 0,
         error: None,
+        ended: Some(crate::probe::interpret::Ended::Exited(0)),
     }));
     let s = screen(&a);
     assert!(s.contains("$ nvidia-smi -q -d TEMPERATURE -i 2"), "{s}");

@@ -43,8 +43,9 @@ fn ibstat(text: &str) -> Vec<Fact> {
         let Some(ca) = &ca else {
             continue;
         };
-        if let Some(rest) = t.strip_prefix("Port ") {
-            let (number, state) = rest.split_once(':').unwrap_or((rest, ""));
+        if let Some((number, state)) = t.strip_prefix("Port ").and_then(|r| r.split_once(':'))
+            && number.trim().chars().all(|c| c.is_ascii_digit())
+        {
             port = Some(format!("{ca} port {}", number.trim()));
             if !state.trim().is_empty()
                 && let Some(p) = &port
@@ -224,6 +225,12 @@ mod tests {
             Some("Polling")
         );
         let all = read_on("h100x8-ib-down", "ibstat");
+        assert!(
+            all.iter()
+                .filter(|f| f.field == "ib.state")
+                .all(|f| f.subject.as_deref().is_some_and(|s| s.ends_with(" port 1"))),
+            "only real ports: {all:?}"
+        );
         assert_eq!(find(&all, "ib.state", "mlx5_0 port 1"), Some("Active"));
         assert_eq!(find(&all, "ib.rate", "mlx5_0 port 1"), Some("400"));
     }

@@ -241,7 +241,7 @@ pub fn read(pipeline: &[Vec<String>], output: &str, ended: Ended, snapshot: &Sna
         Ended::TimedOut => notes.push("it timed out; the output may be incomplete".to_string()),
         Ended::Killed => notes.push("it was killed; the output may be incomplete".to_string()),
         Ended::Exited(0) => {}
-        Ended::Exited(code) => notes.push(format!("it exited with code {code}")),
+        Ended::Exited(code) => notes.push(format!("it failed (exit code {code})")),
     }
     if output.trim().is_empty() {
         notes.push("it printed nothing".into());

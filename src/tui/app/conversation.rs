@@ -21,6 +21,7 @@ use super::proposals::Source;
 use super::{App, AppAction, Focus, Modal, Outcome, Proposal};
 use crate::copilot::Turn;
 use crate::copilot::worker::{self, Message};
+use crate::probe::interpret::Fact;
 use crate::session::{command_turn, follow_up};
 
 /// Who said a conversation entry.
@@ -126,6 +127,11 @@ impl App {
         &self.history
     }
 
+    /// What the commands run for the current question showed.
+    pub fn facts(&self) -> &[Fact] {
+        &self.facts
+    }
+
     /// The conversation wrapped to `width` columns: one `(speaker, line)`
     /// per screen line, each entry's first line carrying its label.
     pub fn conversation_lines(&self, width: u16) -> Vec<(Speaker, String)> {
@@ -179,8 +185,12 @@ impl App {
         } else {
             &r.output
         };
-        self.history
-            .push(command_turn(&r.command, r.exit_code, output));
+        let snapshot = self.snapshot().cloned().unwrap_or_default();
+        let turn = command_turn(&r.command, r.ended, output, &snapshot);
+        if let Turn::CommandOutput { reading, .. } = &turn {
+            self.facts.extend(reading.facts.iter().cloned());
+        }
+        self.history.push(turn);
         self.follow_up()
     }
 
@@ -317,6 +327,8 @@ impl App {
             return Outcome::redraw();
         }
         self.push(Speaker::You, text.clone());
+        // A new question starts from the node as probed.
+        self.facts.clear();
         self.question = Some(Question {
             text: text.clone(),
             round: 1,

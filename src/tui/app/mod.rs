@@ -26,6 +26,7 @@ use super::theme::Theme;
 use crate::checks::{Finding, Severity};
 use crate::copilot::Turn;
 use crate::probe::Snapshot;
+use crate::probe::interpret::Fact;
 
 mod conversation;
 mod proposals;
@@ -185,6 +186,8 @@ pub struct App {
     rounds: usize,
     /// Turns fed back to the model: questions, answers, command outputs.
     history: Vec<Turn>,
+    /// What the commands run for the current question showed.
+    facts: Vec<Fact>,
     /// A one-line note in the status line, cleared by the next key.
     note: Option<String>,
 }
@@ -215,6 +218,7 @@ impl App {
             question: None,
             rounds: DEFAULT_ROUNDS,
             history: Vec::new(),
+            facts: Vec::new(),
             note: None,
         }
     }

@@ -408,6 +408,7 @@ fn done(command: &str) -> Event {
         duration_ms: 3,
         dropped_bytes: 0,
         error: None,
+        ended: Some(crate::probe::interpret::Ended::Exited(0)),
     })
 }
 
@@ -558,7 +559,7 @@ fn outputs_go_back_to_the_model_for_the_rounds_left() {
     assert_eq!(out.action, Some(ask_action(&follow_up("why slow?"), 2)));
     assert!(matches!(
         app.history().last(),
-        Some(Turn::CommandOutput { command, exit_code: Some(0), output })
+        Some(Turn::CommandOutput { command, exit_code: Some(0), output, .. })
             if command == "nvidia-smi -q" && output == "GPU 2: 85C\n"
     ));
     app.update(reply("GPU 2 is at 85C", &["nvidia-smi -q"]));
