@@ -343,11 +343,28 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let mut seen: Vec<String> = Vec::with_capacity(k);
     let first = search(format!("{expanded}{}", vendor.words()));
     let rest = search(format!("{with_findings}{}", vendor.words()));
+    let mut shown: Vec<Shows> = Vec::new();
     let mut push = |r: &Reference, out: &mut Vec<Reference>| {
         let command = adapt::adapt(&r.command, &targets);
         let key = guard::normalize(&command).unwrap_or_else(|| command.clone());
+        // No candidate repeats what an earlier one already shows: a report
+        // keeps only its sections not shown yet, anything else is dropped.
+        let (command, key) = match Shows::of(&command) {
+            Some(s) if shown.iter().any(|earlier| earlier.overlaps(&s)) => {
+                match s.without(&shown).and_then(|rest| rest.rewrite(&command)) {
+                    Some(reduced) => {
+                        let key = guard::normalize(&reduced).unwrap_or_else(|| reduced.clone());
+                        (reduced, key)
+                    }
+                    None => return,
+                }
+            }
+            _ => (command, key),
+        };
+        let shows = Shows::of(&command);
         if !seen.contains(&key) {
             seen.push(key);
+            shown.extend(shows);
             out.push(Reference {
                 command,
                 purpose: r.purpose.clone(),
@@ -395,6 +412,155 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
         push(r, &mut out);
     }
     out
+}
+
+/// What an `nvidia-smi` command shows: the GPUs it selects and the report
+/// sections its output covers (`-q -d ECC`, `--query-gpu=ecc.*` and plain
+/// `-q` all show ECC), so two candidates that show the same thing are
+/// recognised whatever their form.
+#[derive(Debug, Clone, PartialEq)]
+struct Shows {
+    /// The `-i` value, `None` for every GPU.
+    scope: Option<String>,
+    /// Report sections (`ECC`, `TEMPERATURE`, ...).
+    sections: Vec<&'static str>,
+}
+
+/// Every section a full `-q` prints.
+const ALL_SECTIONS: &[&str] = &[
+    "PERFORMANCE",
+    "MEMORY",
+    "COMPUTE",
+    "UTILIZATION",
+    "ECC",
+    "PAGE_RETIREMENT",
+    "ROW_REMAPPER",
+    "TEMPERATURE",
+    "POWER",
+    "CLOCK",
+    "PIDS",
+    "RESET_STATUS",
+    "PCI",
+];
+
+impl Shows {
+    /// What `command` shows, when it is a plain `nvidia-smi` report or query.
+    fn of(command: &str) -> Option<Shows> {
+        let words = shell_words::split(command).ok()?;
+        if words.first().map(String::as_str) != Some("nvidia-smi") || command.contains('|') {
+            return None;
+        }
+        let mut scope = None;
+        let mut sections: Vec<&'static str> = Vec::new();
+        let mut query = false;
+        let mut i = 1;
+        while i < words.len() {
+            let w = words[i].as_str();
+            let (flag, inline) = match w.split_once('=') {
+                Some((f, v)) => (f, Some(v.to_string())),
+                None => (w, None),
+            };
+            let value = || inline.clone().or_else(|| words.get(i + 1).cloned());
+            match flag {
+                "-i" | "--id" => scope = value(),
+                "-q" | "--query" => query = true,
+                "-d" | "--display" => {
+                    if let Some(v) = value() {
+                        sections.extend(v.split(',').filter_map(|d| {
+                            ALL_SECTIONS
+                                .iter()
+                                .copied()
+                                .find(|s| s.eq_ignore_ascii_case(d.trim()))
+                        }));
+                    }
+                }
+                "--query-gpu" => {
+                    if let Some(v) = value() {
+                        sections.extend(v.split(',').filter_map(|f| field_section(f.trim())));
+                    }
+                }
+                _ if w.starts_with('-') => {}
+                // A subcommand (topo, nvlink, dmon): another kind of output.
+                _ if i == 1 => return None,
+                _ => {}
+            }
+            i += 1;
+        }
+        if query && sections.is_empty() {
+            sections = ALL_SECTIONS.to_vec();
+        }
+        sections.sort_unstable();
+        sections.dedup();
+        (!sections.is_empty()).then_some(Shows { scope, sections })
+    }
+
+    /// These sections less those `earlier` show of the same GPUs; `None`
+    /// when nothing is left.
+    fn without(&self, earlier: &[Shows]) -> Option<Shows> {
+        let sections: Vec<&'static str> = self
+            .sections
+            .iter()
+            .copied()
+            .filter(|s| {
+                !earlier
+                    .iter()
+                    .any(|e| e.scope == self.scope && e.sections.contains(s))
+            })
+            .collect();
+        (!sections.is_empty()).then(|| Shows {
+            scope: self.scope.clone(),
+            sections,
+        })
+    }
+
+    /// `command` (a `-q -d` report) showing only these sections; `None` for
+    /// any other form.
+    fn rewrite(&self, command: &str) -> Option<String> {
+        let mut words = shell_words::split(command).ok()?;
+        let at = words.iter().position(|w| w == "-d" || w == "--display")?;
+        let value = words.get_mut(at + 1)?;
+        let kept: Vec<&str> = value
+            .split(',')
+            .filter(|d| {
+                self.sections
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(d.trim()))
+            })
+            .collect();
+        *value = kept.join(",");
+        Some(guard::command_line(&words))
+    }
+
+    /// Whether both show some same section of the same GPUs.
+    fn overlaps(&self, other: &Shows) -> bool {
+        self.scope == other.scope && self.sections.iter().any(|s| other.sections.contains(s))
+    }
+}
+
+/// The report section a `--query-gpu` field belongs to; identity fields
+/// (index, name, bus id) belong to none.
+fn field_section(field: &str) -> Option<&'static str> {
+    const PREFIXES: &[(&str, &str)] = &[
+        ("clocks_event_reasons", "PERFORMANCE"),
+        ("clocks_throttle_reasons", "PERFORMANCE"),
+        ("pstate", "PERFORMANCE"),
+        ("temperature", "TEMPERATURE"),
+        ("power", "POWER"),
+        ("enforced.power", "POWER"),
+        ("ecc.", "ECC"),
+        ("retired_pages", "PAGE_RETIREMENT"),
+        ("remapped_rows", "ROW_REMAPPER"),
+        ("memory.", "MEMORY"),
+        ("utilization", "UTILIZATION"),
+        ("clocks.", "CLOCK"),
+        ("compute_mode", "COMPUTE"),
+        ("reset_status", "RESET_STATUS"),
+        ("pcie.", "PCI"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(p, _)| field.starts_with(p))
+        .map(|(_, s)| *s)
 }
 
 /// Verbs that adjust a setting, which a change may describe in other
@@ -486,6 +652,35 @@ mod tests {
                     hits.iter().map(|r| r.command.clone()).collect()
                 };
                 assert_eq!(commands(&again), commands(&first), "{question}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_candidate_repeats_what_an_earlier_one_shows() {
+        let perf = Shows::of("nvidia-smi -i 2 -q -d PERFORMANCE").expect("a report");
+        let more =
+            Shows::of("nvidia-smi -i 2 -q -d PERFORMANCE,TEMPERATURE,POWER").expect("a report");
+        let csv = Shows::of(
+            "nvidia-smi -i 2 --query-gpu=pci.bus_id,clocks_event_reasons.active --format=csv",
+        )
+        .expect("a query");
+        let other_gpu = Shows::of("nvidia-smi -i 3 -q -d PERFORMANCE").expect("a report");
+        assert!(perf.overlaps(&more) && perf.overlaps(&csv));
+        assert!(!perf.overlaps(&other_gpu));
+        assert_eq!(
+            Shows::of("nvidia-smi --query-gpu=index,name --format=csv"),
+            None
+        );
+        assert_eq!(Shows::of("nvidia-smi topo -m"), None);
+        let (s, f) = node("h100x8-thermal-throttle");
+        let hits = rank("why is training slow on GPU 2?", &s, &f, 4);
+        assert_eq!(hits[0].command, "nvidia-smi -i 2 -q -d PERFORMANCE");
+        assert_eq!(hits[1].command, "nvidia-smi -i 2 -q -d TEMPERATURE,POWER");
+        let shows: Vec<Shows> = hits.iter().filter_map(|r| Shows::of(&r.command)).collect();
+        for (i, a) in shows.iter().enumerate() {
+            for b in &shows[i + 1..] {
+                assert!(!a.overlaps(b), "{hits:#?}");
             }
         }
     }
