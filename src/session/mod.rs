@@ -51,6 +51,9 @@ pub use node::Node;
 /// (the tail is kept): a small model's context is short.
 pub const FEEDBACK_CHARS: usize = 4000;
 
+/// Most facts shown after a command ran (`[1] read: ...`).
+const READ_FACTS: usize = 6;
+
 /// How a session behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -340,6 +343,14 @@ impl<'a> Session<'a> {
                     &self.snapshot,
                 );
                 if let Turn::CommandOutput { reading, .. } = &turn {
+                    // The output is shown above: what was read from it, when anything was.
+                    if !reading.facts.is_empty() {
+                        writeln!(
+                            out,
+                            "[{n}] read: {}",
+                            printable(&reading.summary(READ_FACTS))
+                        )?;
+                    }
                     self.facts.extend(reading.facts.iter().cloned());
                     (self.snapshot, self.findings) = observed(&self.probed, &self.facts);
                 }
@@ -549,5 +560,57 @@ mod tests {
         let (_, findings) = observed(&node.snapshot, &reading.facts);
         let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
         assert_eq!(ids, ["ib-port-down"]);
+    }
+
+    #[test]
+    fn odd_outputs_and_a_timeout_become_notes_in_the_answer() {
+        use crate::copilot::diagnose::{diagnose, observations};
+        let node = crate::sim::load("h100x8-thermal-throttle").expect("node");
+        let binary = "\u{0}\u{1}\u{2}\u{7f}ELF\u{0}".repeat(10);
+        let huge = "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-x)\n".repeat(300_000);
+        let cut = "==============NVSMI LOG==============\n\nGPU 00000000:3A:00.0\n    Temperature\n        GPU Current Te";
+        let history = vec![
+            command_turn("nvidia-smi -q", Some(Ended::Exited(0)), "", &node.snapshot),
+            command_turn(
+                "nvidia-smi -L",
+                Some(Ended::Exited(0)),
+                &binary,
+                &node.snapshot,
+            ),
+            command_turn(
+                "nvidia-smi -L",
+                Some(Ended::Exited(0)),
+                &huge,
+                &node.snapshot,
+            ),
+            command_turn(
+                "nvidia-smi -q -i 2",
+                Some(Ended::TimedOut),
+                cut,
+                &node.snapshot,
+            ),
+        ];
+        let seen = observations(&history);
+        assert_eq!(seen.len(), 4);
+        let findings = checks::run_all(&node.snapshot);
+        let text = diagnose(
+            "why is GPU 2 slow?",
+            crate::copilot::NodeContext {
+                snapshot: &node.snapshot,
+                findings: &findings,
+            },
+            &seen,
+        )
+        .text();
+        for note in [
+            "`nvidia-smi -q`: it printed nothing",
+            "its output is binary, not text",
+            "only the start was read",
+            "it timed out; the output may be incomplete",
+        ] {
+            assert!(text.contains(note), "{note:?} missing from:\n{text}");
+        }
+        // The diagnosis itself still stands.
+        assert!(text.starts_with("GPU 2 is thermally throttled"), "{text}");
     }
 }

@@ -73,6 +73,8 @@ pub mod who {
     pub const RUN: &str = "$ ";
     /// The guard's explanation of a command.
     pub const GUARD: &str = "guard: ";
+    /// What Sigma read from a command's output.
+    pub const READ: &str = "read: ";
 }
 
 /// Prompt of the input line when asking.

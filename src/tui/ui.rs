@@ -497,7 +497,7 @@ fn conversation(frame: &mut Frame, app: &App, area: Rect) {
         .map(|(who, text)| {
             let style = match who {
                 Speaker::You => t.user(),
-                Speaker::Note => t.dim(),
+                Speaker::Note | Speaker::Read => t.dim(),
                 Speaker::Run => t.heading(),
                 Speaker::Model | Speaker::Output | Speaker::Guard => Style::new(),
             };

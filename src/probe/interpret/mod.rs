@@ -140,6 +140,106 @@ pub struct Reading {
     pub excerpt: Option<String>,
 }
 
+impl Reading {
+    /// The telling facts, at most `max`, as one line (`GPU 2
+    /// temperature.gpu 86 C; GPU 2 clocks_event_reasons.hw_thermal_slowdown
+    /// Active`), with the count of the rest; or the note when nothing could
+    /// be read. Routine facts (names, ids, inactive reasons, zero error
+    /// counters) are left out; problems come first.
+    pub fn summary(&self, max: usize) -> String {
+        let mut telling: Vec<&Fact> = self.facts.iter().filter(|f| is_telling(f)).collect();
+        telling.sort_by_key(|f| rank(f));
+        let mut parts: Vec<String> = telling.iter().take(max).map(|f| f.to_string()).collect();
+        if telling.len() > max {
+            parts.push(format!("{} more", telling.len() - max));
+        }
+        if parts.is_empty() && !self.facts.is_empty() {
+            parts.push(format!("{} values, nothing unusual", self.facts.len()));
+        }
+        if let Some(note) = &self.note {
+            parts.push(note.clone());
+        }
+        parts.join("; ")
+    }
+}
+
+/// Whether a fact says something: not an identity field, not an inactive
+/// reason, not a zero error counter.
+fn is_telling(f: &Fact) -> bool {
+    let field = f.field.as_str();
+    const ROUTINE: &[&str] = &[
+        "name",
+        "uuid",
+        "serial",
+        "vbios_version",
+        "pci.bus_id",
+        "persistence_mode",
+        "compute_mode",
+        "mig.mode.current",
+        "mig.mode.pending",
+        "ecc.mode.current",
+        "ecc.mode.pending",
+        "topo.cpu_affinity",
+        "topo.numa_affinity",
+        "topo.link",
+        "ib.firmware",
+        "process.name",
+        "process.used_memory",
+        "process.sm",
+        "memory.free",
+        "memory.reserved",
+        "memory.total",
+        "clocks.gr",
+        "clocks.max.gr",
+        "clocks.max.mem",
+        "fan.speed",
+        "pcie.link.gen.gpumax",
+        "pcie.link.gen.gpucurrent",
+        "pcie.link.gen.hostmax",
+    ];
+    if ROUTINE.contains(&field) {
+        return false;
+    }
+    if field.starts_with("clocks_event_reasons.") {
+        return f.is_on() && field != "clocks_event_reasons.gpu_idle";
+    }
+    let counter = field.contains("error")
+        || field.starts_with("remapped_rows.")
+        || field.starts_with("retired_pages.")
+        || field.starts_with("reset_status.")
+        || field.starts_with("amd.ras")
+        || field.starts_with("amd.bad_pages")
+        || field == "pcie.replay_counter";
+    if counter {
+        return f.number().is_some_and(|n| n > 0.0) || f.is_on();
+    }
+    match field {
+        "ib.state" => !f.value.eq_ignore_ascii_case("active"),
+        "ib.physical_state" => !f.value.eq_ignore_ascii_case("linkup"),
+        "dcgm.health" => !f.value.eq_ignore_ascii_case("healthy"),
+        "dcgm.diag" => !f.value.eq_ignore_ascii_case("pass"),
+        _ => true,
+    }
+}
+
+/// Problems first, then temperatures and power, then the rest.
+fn rank(f: &Fact) -> u8 {
+    let field = f.field.as_str();
+    if matches!(
+        field,
+        "gpu.lost" | "xid" | "ib.state" | "pci.link.downgraded"
+    ) || field.starts_with("dcgm")
+    {
+        0
+    } else if field.starts_with("clocks_event_reasons.") || field.contains("error") {
+        1
+    } else if field.starts_with("temperature") || field.starts_with("power") {
+        2
+    } else {
+        3
+    }
+}
+
 /// How a command ended, as far as reading its output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
@@ -260,10 +360,8 @@ pub fn read(pipeline: &[Vec<String>], output: &str, ended: Ended, snapshot: &Sna
         };
     }
     let text = if output.len() > MAX_READ_BYTES {
-        notes.push(format!(
-            "its output is {} bytes; the first {MAX_READ_BYTES} were read",
-            output.len()
-        ));
+        // In words: a note's numbers would read as claims about the node.
+        notes.push("its output is larger than a mebibyte; only the start was read".into());
         let mut end = MAX_READ_BYTES;
         while !output.is_char_boundary(end) {
             end -= 1;
@@ -368,6 +466,46 @@ mod tests {
     }
 
     #[test]
+    fn a_summary_tells_what_matters_first() {
+        let facts = vec![
+            Fact::new(Some(2), "name", "NVIDIA H100", None),
+            Fact::new(Some(2), "temperature.gpu", "86", Some("C")),
+            Fact::new(
+                Some(2),
+                "clocks_event_reasons.sw_power_cap",
+                "Not Active",
+                None,
+            ),
+            Fact::new(
+                Some(2),
+                "clocks_event_reasons.hw_thermal_slowdown",
+                "Active",
+                None,
+            ),
+            Fact::new(Some(2), "ecc.errors.uncorrected.volatile.total", "0", None),
+        ];
+        let r = Reading {
+            facts,
+            note: None,
+            excerpt: None,
+        };
+        assert_eq!(
+            r.summary(5),
+            "GPU 2 clocks_event_reasons.hw_thermal_slowdown Active; GPU 2 temperature.gpu 86 C"
+        );
+        assert_eq!(
+            r.summary(1),
+            "GPU 2 clocks_event_reasons.hw_thermal_slowdown Active; 1 more"
+        );
+        let quiet = Reading {
+            facts: vec![Fact::new(Some(0), "name", "x", None)],
+            note: None,
+            excerpt: None,
+        };
+        assert_eq!(quiet.summary(5), "1 values, nothing unusual");
+    }
+
+    #[test]
     fn units_split_from_numbers() {
         assert_eq!(split_unit("463.27 W"), ("463.27".into(), Some("W".into())));
         assert_eq!(split_unit("86 C"), ("86".into(), Some("C".into())));
@@ -402,7 +540,7 @@ mod tests {
 
         let huge = "x".repeat(10 << 20);
         let big = read(&cmd, &huge, Ended::Exited(0), &snap);
-        assert!(big.note.unwrap().contains("10485760 bytes"));
+        assert!(big.note.unwrap().contains("only the start was read"));
         assert!(big.excerpt.unwrap().chars().count() <= EXCERPT_CHARS + 1);
     }
 

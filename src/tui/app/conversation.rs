@@ -24,6 +24,9 @@ use crate::copilot::worker::{self, Message};
 use crate::probe::interpret::Fact;
 use crate::session::{command_turn, follow_up};
 
+/// Most facts shown after a command ran.
+const READ_FACTS: usize = 6;
+
 /// Who said a conversation entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Speaker {
@@ -39,6 +42,8 @@ pub enum Speaker {
     Output,
     /// The guard's explanation of a command, argument by argument.
     Guard,
+    /// The facts Sigma read from a command's output (what the diagnosis cites).
+    Read,
 }
 
 /// One entry of the conversation.
@@ -144,6 +149,7 @@ impl App {
                 Speaker::Note => strings::who::NOTE,
                 Speaker::Run => strings::who::RUN,
                 Speaker::Guard => strings::who::GUARD,
+                Speaker::Read => strings::who::READ,
                 Speaker::Output => "",
             };
             let text = format!("{label}{}", e.text);
@@ -189,6 +195,10 @@ impl App {
         let turn = command_turn(&r.command, r.ended, output, &snapshot);
         if let Turn::CommandOutput { reading, .. } = &turn {
             self.facts.extend(reading.facts.iter().cloned());
+            // The output is shown above: what was read from it, when anything was.
+            if !reading.facts.is_empty() {
+                self.push(Speaker::Read, reading.summary(READ_FACTS));
+            }
         }
         self.history.push(turn);
         self.follow_up()

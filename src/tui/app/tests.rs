@@ -696,3 +696,25 @@ fn the_program_to_type_is_the_first_programs_file_name() {
     let p = Proposal::new("nvidia-smi -q | grep -i temp", String::new());
     assert_eq!(p.program(), Some("nvidia-smi"));
 }
+
+#[test]
+fn what_a_command_showed_is_read_into_the_conversation_and_the_next_question() {
+    let mut app = app_with(Vec::new());
+    app.update(Event::CommandDone(CommandResult {
+        command: "nvidia-smi -q -d TEMPERATURE -i 2".into(),
+        output: "    Temperature\n        GPU Current Temp                  : 86 C\n".into(),
+        status: "exit code 0".into(),
+        exit_code: Some(0),
+        duration_ms: 2,
+        dropped_bytes: 0,
+        error: None,
+        ended: Some(crate::probe::interpret::Ended::Exited(0)),
+    }));
+    let read = app
+        .conversation()
+        .iter()
+        .find(|e| e.speaker == Speaker::Read)
+        .expect("a read entry");
+    assert_eq!(read.text, "GPU 2 temperature.gpu 86 C");
+    assert_eq!(app.facts().len(), 1);
+}
