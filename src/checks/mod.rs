@@ -17,6 +17,7 @@
 //! | `host` | `host-memory-low`, `disk-full` |
 //! | `amd` | `amd-ras-uncorrectable` |
 //! | `sources` | `source-unavailable` |
+//! | `untrusted` | `node-text-instructions`: process names or log lines that address an assistant |
 //! | `facts` | `ib-port-down`, `dcgm-health`, `dcgm-diag-failed`: over what commands showed ([`run_on_facts`]) |
 //!
 //! Finding ids are a contract: simulated nodes and the copilot name them.
@@ -48,6 +49,7 @@ mod presence;
 mod processes;
 mod sources;
 mod thermal;
+mod untrusted;
 pub mod xid;
 
 #[cfg(test)]
@@ -81,6 +83,7 @@ pub const RULES: &[Rule] = &[
     host::memory_low,
     host::disk_full,
     amd::ras_uncorrectable,
+    untrusted::instructions_in_node_text,
     sources::unavailable,
 ];
 

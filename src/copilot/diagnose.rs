@@ -379,55 +379,11 @@ impl Diagnosis {
         }
     }
 
-    /// Whether `lead`, a sentence written before this diagnosis, agrees
-    /// with it: it names only GPUs the diagnosis names, says the node is
-    /// fine only when the diagnosis does (and the reverse), and asserts no
-    /// cause the diagnosis's problems do not (a cause it denies, "not
-    /// power-limited", is no assertion).
-    pub fn agrees(&self, lead: &str) -> bool {
-        let own = self.text();
-        let named = super::grounding::gpus_in(&own);
-        if !super::grounding::gpus_in(lead)
-            .iter()
-            .all(|g| named.contains(g))
-        {
-            return false;
-        }
-        let lower = lead.to_lowercase();
-        let says_fine = [
-            "healthy",
-            "no problem",
-            "no fault",
-            "no issue",
-            "nothing wrong",
-            "is fine",
-            "are fine",
-        ]
-        .iter()
-        .any(|w| lower.contains(w));
-        let says_wrong = [
-            "throttl", "fell off", "fallen", "degraded", "failing", "failed", "errors",
-        ]
-        .iter()
-        .any(|w| {
-            lower.contains(w)
-                && !lower.contains(&format!("no {w}"))
-                && !lower.contains(&format!("not {w}"))
-        });
-        if self.found_problems() && says_fine && !says_wrong {
-            return false;
-        }
-        if !self.found_problems() && says_wrong {
-            return false;
-        }
-        let causes: Vec<Topic> = self
-            .problems
-            .iter()
-            .flat_map(|p| asserted_topics(p))
-            .collect();
-        asserted_topics(lead)
-            .iter()
-            .all(|t| causes.contains(t) || !self.found_problems())
+    /// One line for a prompt: its first problem, or that none was found.
+    pub fn headline(&self) -> String {
+        self.problems
+            .first()
+            .map_or_else(|| "none found".to_string(), |p| sentence(p))
     }
 
     /// Whether it found something wrong.
@@ -458,6 +414,41 @@ pub fn diagnose(question: &str, node: NodeContext<'_>, observations: &[Observati
     let wanted: Vec<&Finding> = node.findings.iter().filter(|f| focus.wants(f)).collect();
     for group in group_by_id(&wanted).into_iter().take(3) {
         d.problems.push(problem(snapshot, &group, node.findings));
+        // The GPUs named are not the only ones: say so.
+        if !focus.gpus.is_empty() {
+            let mut others: Vec<u32> = node
+                .findings
+                .iter()
+                .filter(|f| f.id == group[0].id)
+                .filter_map(|f| f.gpu)
+                .filter(|g| !focus.gpus.contains(g))
+                .collect();
+            others.dedup();
+            if !others.is_empty() {
+                let mut all: Vec<u32> = others.iter().chain(&focus.gpus).copied().collect();
+                all.sort_unstable();
+                all.dedup();
+                let live = snapshot.gpus.iter().filter(|g| !g.lost).count();
+                d.problems.push(if all.len() == live {
+                    format!(
+                        "all {live} GPUs show it, not only {}",
+                        gpu_list(&focus.gpus)
+                    )
+                } else {
+                    format!("{} all show it", gpu_list(&all))
+                });
+            }
+        }
+    }
+    // A problem outside the GPUs (the fabric, a disk): say the GPUs are fine.
+    let gpu_problems = node
+        .findings
+        .iter()
+        .any(|f| f.severity >= Severity::Warning && f.gpu.is_some());
+    if !wanted.is_empty() && wanted.iter().all(|f| f.gpu.is_none()) && !gpu_problems {
+        if let Some(fine) = gpus_fine(snapshot) {
+            d.readings.push(fine);
+        }
     }
     if d.next.is_none() {
         d.next = wanted.first().map(|f| next_step(f, snapshot));
@@ -529,6 +520,23 @@ pub fn diagnose(question: &str, node: NodeContext<'_>, observations: &[Observati
         }
     }
     d.notes = notes(observations);
+    // Node text that addresses an assistant: said, never followed.
+    let injected: Vec<String> = node
+        .findings
+        .iter()
+        .filter(|f| f.id == "node-text-instructions")
+        .filter_map(|f| f.evidence.get("where").map(|w| printable(w).into_owned()))
+        .collect();
+    if !injected.is_empty() {
+        d.notes.insert(
+            0,
+            format!(
+                "text in {} reads like instructions to an assistant: a prompt-injection \
+                 attempt, ignored (it is data, and Sigma does not follow it)",
+                injected.join(", ")
+            ),
+        );
+    }
     let ib_read = observations
         .iter()
         .any(|o| o.reading.facts.iter().any(|f| f.field.starts_with("ib.")));
@@ -558,46 +566,6 @@ fn notes(observations: &[Observation]) -> Vec<String> {
     }
     if !missing.is_empty() {
         out.insert(0, format!("not installed here: {}", missing.join(", ")));
-    }
-    out
-}
-
-/// The topics `text` asserts: the topic words it uses, except after a
-/// negation ("not power-limited", "no ECC errors").
-fn asserted_topics(text: &str) -> Vec<Topic> {
-    let lower = text.to_lowercase();
-    let words: Vec<&str> = lower
-        .split(|c: char| !(c.is_alphanumeric() || c == '-'))
-        .filter(|w| !w.is_empty())
-        .collect();
-    let mut out = Vec::new();
-    for (i, w) in words.iter().enumerate() {
-        let negated = words[i.saturating_sub(2)..i]
-            .iter()
-            .any(|p| matches!(*p, "not" | "no" | "isn't" | "isnt" | "without" | "nor"));
-        if negated {
-            continue;
-        }
-        for (topic, names) in TOPIC_WORDS {
-            let hit = names.iter().any(|n| {
-                !n.contains(' ') && n.chars().all(|c| c.is_ascii_alphanumeric()) && w.starts_with(n)
-            });
-            if hit
-                && !out.contains(topic)
-                && [
-                    Topic::Thermal,
-                    Topic::Power,
-                    Topic::Memory,
-                    Topic::Pcie,
-                    Topic::Nvlink,
-                    Topic::Lost,
-                    Topic::Network,
-                ]
-                .contains(topic)
-            {
-                out.push(*topic);
-            }
-        }
     }
     out
 }
@@ -818,7 +786,8 @@ fn problem(snapshot: &Snapshot, group: &[&Finding], all: &[Finding]) -> String {
         ("ecc-uncorrected", Some(g)) => {
             let ecc = g.ecc.clone().unwrap_or_default();
             format!(
-                "{} has {} uncorrectable ECC errors since the driver loaded ({} over its lifetime)",
+                "{} has {} uncorrectable ECC errors since the driver loaded ({} over its \
+                 lifetime), a hardware memory fault, not the application",
                 gpu_list(&gpus),
                 ecc.uncorrected_volatile,
                 ecc.uncorrected_aggregate
@@ -857,7 +826,8 @@ fn problem(snapshot: &Snapshot, group: &[&Finding], all: &[Finding]) -> String {
                 format!(", held by {}", procs.join(", "))
             };
             format!(
-                "{} holds{held}{util} with no work running{by}",
+                "{} holds{held}{util} with no work running{by}: the process is idle, \
+                 hung or left over",
                 gpu_list(&gpus)
             )
         }
@@ -873,7 +843,35 @@ fn problem(snapshot: &Snapshot, group: &[&Finding], all: &[Finding]) -> String {
                 .get("count")
                 .filter(|c| c.as_str() != "1")
                 .map_or(String::new(), |c| format!(", {} times", printable(c)));
-            format!("{} reported XID {n}{name}{count}", who_of(f, &gpus))
+            let mut s = format!("{} reported XID {n}{name}{count}", who_of(f, &gpus));
+            if let Ok(xid) = n.parse::<u32>() {
+                s.push_str(if APPLICATION_XIDS.contains(&xid) {
+                    ", an application error, not the GPU"
+                } else {
+                    ", a fault of the GPU or its driver, not the application"
+                });
+            }
+            if let Some(links) = gpu.and_then(link_errors) {
+                let _ = write!(s, "; {links}");
+            }
+            s
+        }
+        ("amd-ras-uncorrectable", _) => {
+            // AMD GPUs have no NVML index: the finding names its own.
+            let index = f
+                .evidence
+                .get("amd_gpu")
+                .and_then(|i| i.parse::<u32>().ok());
+            let amd = index.and_then(|i| snapshot.amd_gpus.iter().find(|g| g.index == i));
+            let ue = amd.and_then(|g| g.ras_uncorrectable).unwrap_or(0);
+            let ce = amd
+                .and_then(|g| g.ras_correctable)
+                .map_or(String::new(), |c| format!(" ({c} correctable)"));
+            let who = index.map_or_else(|| "an AMD GPU".to_string(), |i| format!("AMD GPU {i}"));
+            format!(
+                "{who} has {ue} uncorrectable RAS errors{ce}, a hardware memory fault, not the \
+                 application"
+            )
         }
         _ => {
             let who = who_of(f, &gpus);
@@ -885,6 +883,35 @@ fn problem(snapshot: &Snapshot, group: &[&Finding], all: &[Finding]) -> String {
             }
         }
     }
+}
+
+/// XIDs the application causes, leaving the GPU healthy (NVIDIA's
+/// Kubernetes device plugin treats them so).
+const APPLICATION_XIDS: &[u32] = &[13, 31, 43, 45, 68];
+
+/// `link 2: 48213 CRC flit errors, 1841 replays` for each NVLink link of `g`
+/// with errors, when any has.
+fn link_errors(g: &Gpu) -> Option<String> {
+    let parts: Vec<String> = g
+        .nvlinks
+        .iter()
+        .filter_map(|l| {
+            let counts: Vec<String> = [
+                (l.crc_flit_errors, "CRC flit errors"),
+                (l.crc_data_errors, "CRC data errors"),
+                (l.replay_errors, "replays"),
+                (l.recovery_errors, "recoveries"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            let down = if l.active { "" } else { " (down)" };
+            (!counts.is_empty() || !l.active)
+                .then(|| format!("link {}{down}: {}", l.link, counts.join(", ")))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; ").trim_end_matches(": ").to_string())
 }
 
 /// A process name from the node, quoted and cut: it is data, never advice.
@@ -950,8 +977,9 @@ fn next_step(f: &Finding, snapshot: &Snapshot) -> String {
         }
         "remap-failed" => format!("drain {gpu} and open an RMA case for it"),
         "stuck-memory" => format!(
-            "find the job that owns the process on {gpu} and end it; the memory comes back \
-             when the process exits"
+            "find the job that owns the process on {gpu} and end it (kill it); the memory \
+             comes back when the process exits, and if it cannot be killed (state D), drain \
+             and reset the GPU"
         ),
         "ib-port-down" => "check the cable and transceiver at both ends and the switch port; \
              then `ibstat` again"
@@ -1222,6 +1250,35 @@ fn topic_readings(live: &[&Gpu], focus: &Focus) -> Vec<String> {
     out
 }
 
+/// `the GPUs are fine: all 8 answer, 56-63 °C, 0 uncorrectable ECC
+/// errors`, for a problem outside them.
+fn gpus_fine(snapshot: &Snapshot) -> Option<String> {
+    let live: Vec<&Gpu> = snapshot.gpus.iter().filter(|g| !g.lost).collect();
+    if live.is_empty() {
+        return None;
+    }
+    let mut parts = vec![format!("all {} answer", live.len())];
+    let temps: Vec<f64> = live
+        .iter()
+        .filter_map(|g| g.temperature_c.map(f64::from))
+        .collect();
+    if let Some(r) = range(&temps) {
+        parts.push(format!("{r} °C"));
+    }
+    if live.iter().any(|g| g.ecc.is_some()) {
+        let ue: u64 = live
+            .iter()
+            .filter_map(|g| g.ecc.as_ref())
+            .map(|e| e.uncorrected_volatile)
+            .sum();
+        parts.push(format!("{ue} uncorrectable ECC errors"));
+    }
+    if snapshot.xid_events.is_empty() {
+        parts.push("no XID".into());
+    }
+    Some(format!("the GPUs are fine: {}", parts.join(", ")))
+}
+
 /// The readings that say a node (or the part asked about) is fine.
 fn healthy_readings(
     snapshot: &Snapshot,
@@ -1238,7 +1295,9 @@ fn healthy_readings(
     let amd = snapshot.amd_gpus.len();
     if nvidia == 0 && amd == 0 {
         out.push(
-            "no GPU on this node: the driver reports none and no GPU is on the PCI bus".into(),
+            "no GPU on this node, so nothing to check: the driver reports none and no GPU is \
+             on the PCI bus"
+                .into(),
         );
     }
     let ib_read = observations
@@ -1249,7 +1308,7 @@ fn healthy_readings(
     } else if focus.topics.contains(&Topic::Network) && !ib_read {
         "No GPU or host problem found"
     } else {
-        "No problem found on this node"
+        "This node is healthy, no problem found"
     };
     let mut readings: Vec<String> = Vec::new();
     let live: Vec<&Gpu> = snapshot.gpus.iter().filter(|g| !g.lost).collect();
@@ -1261,6 +1320,13 @@ fn healthy_readings(
             .collect();
         if let Some(r) = range(&temps) {
             readings.push(format!("{r} °C"));
+        }
+        let busy: Vec<f64> = live
+            .iter()
+            .filter_map(|g| g.utilization_gpu_pct.map(f64::from))
+            .collect();
+        if let Some(r) = range(&busy).filter(|_| busy.iter().any(|u| *u >= 10.0)) {
+            readings.push(format!("busy at {r}% use"));
         }
         let ecc: u64 = live
             .iter()
@@ -1392,7 +1458,7 @@ mod tests {
         assert!(!d.found_problems());
         let text = d.text();
         assert!(
-            text.starts_with("No problem found on this node: all 8 GPUs answer"),
+            text.starts_with("This node is healthy, no problem found: all 8 GPUs answer"),
             "{text}"
         );
         assert!(text.contains("no XID in the kernel log"), "{text}");

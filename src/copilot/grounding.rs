@@ -3,11 +3,11 @@
 //! from the commands that ran, the question itself, or the diagnosis built
 //! from them.
 //!
-//! A small model writes fluent numbers it never saw. After generation the
-//! answer's claims are compared with this evidence; a sentence that states
-//! an ungrounded value is removed ([`Evidence::ground`]), so the model never
-//! invents a value. The diagnosis evaluation counts what is left as a
-//! false claim.
+//! A small model writes fluent numbers it never saw, so answers are the
+//! diagnosis's words and the model writes only commands and, for a command
+//! it adds, a purpose: that purpose is shown only when it passes this check.
+//! The diagnosis evaluation counts every ungrounded claim in a final answer
+//! as a false claim.
 //!
 //! Text inside backticks (a command line) is not a claim; PCI addresses,
 //! UUIDs and versions are not numbers. A number matches evidence when it
@@ -161,22 +161,6 @@ impl Evidence {
         }
         out
     }
-
-    /// `answer` without the sentences that state an ungrounded claim, and
-    /// the claims removed.
-    pub fn ground(&self, answer: &str) -> (String, Vec<Claim>) {
-        let mut kept = Vec::new();
-        let mut removed = Vec::new();
-        for sentence in sentences(answer) {
-            let bad = self.ungrounded(sentence);
-            if bad.is_empty() {
-                kept.push(sentence.trim());
-            } else {
-                removed.extend(bad);
-            }
-        }
-        (kept.join(" "), removed)
-    }
 }
 
 /// The numbers `text` states as values (identifiers, commands and GPU
@@ -188,115 +172,6 @@ pub fn numbers_in(text: &str) -> Vec<f64> {
         .find_iter(&rest)
         .filter_map(|m| m.as_str().parse().ok())
         .collect()
-}
-
-/// An answer checked sentence by sentence as it streams: each sentence is
-/// shown once it is complete and grounded, dropped otherwise.
-pub struct GroundedStream<'e> {
-    evidence: &'e Evidence,
-    /// Text of the sentence being written.
-    pending: String,
-    /// The sentences shown.
-    kept: String,
-    /// What the dropped sentences claimed.
-    removed: Vec<Claim>,
-}
-
-impl<'e> GroundedStream<'e> {
-    /// A stream checked against `evidence`.
-    pub fn new(evidence: &'e Evidence) -> GroundedStream<'e> {
-        GroundedStream {
-            evidence,
-            pending: String::new(),
-            kept: String::new(),
-            removed: Vec::new(),
-        }
-    }
-
-    /// Takes more answer text; `emit` gets each sentence it completes that
-    /// states only grounded values.
-    pub fn push(&mut self, text: &str, emit: &mut dyn FnMut(&str)) {
-        self.pending.push_str(text);
-        while let Some(end) = sentence_end(&self.pending) {
-            let sentence: String = self.pending.drain(..=end).collect();
-            self.check(&sentence, emit);
-        }
-    }
-
-    /// Ends the answer: the rest is checked as one sentence. Returns what
-    /// was shown and what was dropped.
-    pub fn finish(mut self, emit: &mut dyn FnMut(&str)) -> (String, Vec<Claim>) {
-        let rest = std::mem::take(&mut self.pending);
-        if !rest.trim().is_empty() {
-            self.check(&rest, emit);
-        }
-        (self.kept.trim().to_string(), self.removed)
-    }
-
-    fn check(&mut self, sentence: &str, emit: &mut dyn FnMut(&str)) {
-        let bad = self.evidence.ungrounded(sentence);
-        if bad.is_empty() {
-            let shown = if self.kept.is_empty() {
-                sentence.trim_start().to_string()
-            } else {
-                sentence.to_string()
-            };
-            emit(&shown);
-            self.kept.push_str(&shown);
-        } else {
-            self.removed.extend(bad);
-        }
-    }
-}
-
-/// The byte index of the first sentence end in `text` (`.`, `!` or `?`
-/// before whitespace), when there is one.
-fn sentence_end(text: &str) -> Option<usize> {
-    let bytes = text.as_bytes();
-    (0..bytes.len()).find(|&i| {
-        matches!(bytes[i], b'.' | b'!' | b'?')
-            && bytes.get(i + 1).is_some_and(|b| b.is_ascii_whitespace())
-    })
-}
-
-/// The GPU indexes `text` names (`GPU 2`, `GPUs 4-7`).
-pub fn gpus_in(text: &str) -> Vec<u32> {
-    let cleaned = NOT_VALUES.replace_all(text, " ");
-    let mut out = Vec::new();
-    for c in GPUS.captures_iter(&cleaned) {
-        let list = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
-        let numbers: Vec<u32> = NUMBER
-            .find_iter(list)
-            .filter_map(|n| n.as_str().parse().ok())
-            .collect();
-        // `GPUs 0-7` names the range.
-        match (numbers.as_slice(), list.contains('-') || list.contains('–')) {
-            ([a, b], true) if b >= a && b - a < 64 => out.extend(*a..=*b),
-            _ => out.extend(numbers),
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// `text` split after each `. `, `! ` or `? ` (a decimal point is not an end).
-fn sentences(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let bytes = text.as_bytes();
-    for i in 0..bytes.len() {
-        let end = matches!(bytes[i], b'.' | b'!' | b'?')
-            && bytes.get(i + 1).is_none_or(|b| b.is_ascii_whitespace());
-        if end {
-            out.push(&text[start..=i]);
-            start = i + 1;
-        }
-    }
-    if start < text.len() && !text[start..].trim().is_empty() {
-        out.push(&text[start..]);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -331,27 +206,6 @@ mod tests {
                 Claim::Number("97".into()),
                 Claim::Number("812".into())
             ]
-        );
-    }
-
-    #[test]
-    fn grounding_removes_only_the_sentences_with_invented_values() {
-        let e = evidence("h100x8-thermal-throttle", "why is GPU 2 slow?");
-        let (kept, removed) = e.ground(
-            "GPU 2 is thermally throttled at 86 °C. Its fan is at 41.75%. Check the airflow.",
-        );
-        assert_eq!(
-            kept,
-            "GPU 2 is thermally throttled at 86 °C. Check the airflow."
-        );
-        assert_eq!(removed, [Claim::Number("41.75".into())]);
-    }
-
-    #[test]
-    fn sentences_end_at_stops_not_at_decimal_points() {
-        assert_eq!(
-            sentences("At 2.5 GT/s. Next: go"),
-            ["At 2.5 GT/s.", " Next: go"]
         );
     }
 }

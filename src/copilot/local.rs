@@ -27,11 +27,9 @@ use serde::Deserialize;
 
 mod lookup;
 
-use super::answer_stream::AnswerStream;
 use super::context;
 use super::diagnose::{self, Diagnosis, observations};
-use super::grammar::{self, ReplyLimits};
-use super::grounding::{self, Evidence, GroundedStream};
+use super::grammar;
 use super::rank::{self, Reference};
 use super::{Assistant, Event, NodeContext, Proposal, Reply, Timings, Turn};
 use crate::engine::chat::{ChatTemplate, Message};
@@ -41,7 +39,6 @@ use crate::engine::kv_cache::CacheTypes;
 use crate::engine::model::{LoadOptions, Model};
 use crate::engine::session::Session;
 use crate::engine::tokenizer::Tokenizer;
-use crate::guard::catalogue::Catalogue;
 
 /// Marks where the user message starts in the rendered template.
 const SPLIT: &str = "\u{1}SIGMA_USER\u{1}";
@@ -74,24 +71,17 @@ struct Examples {
 #[derive(Deserialize, serde::Serialize)]
 struct ExampleEntry {
     question: String,
-    /// The diagnosis the example was shown.
-    diagnosis: String,
+    /// The problem the example was shown.
+    problem: String,
     /// The candidate commands the example was shown (`command   # purpose`).
     candidates: Vec<String>,
     reply: String,
 }
 
-/// The reply's commands as the grammar shapes them (its answer is read
-/// as it streams, [`AnswerStream`]).
+/// The reply as the grammar shapes it.
 #[derive(Deserialize)]
 struct RawReply {
-    commands: Vec<RawCommand>,
-}
-
-#[derive(Deserialize)]
-struct RawCommand {
-    command: String,
-    purpose: String,
+    commands: Vec<String>,
 }
 
 /// Options for loading the local model.
@@ -222,14 +212,9 @@ impl LocalAssistant {
     /// Greedy decoding under the grammar, from the logits of the prompt.
     /// Tokens the grammar forces are evaluated in one batch with the chosen
     /// token before them.
-    fn decode(
-        &mut self,
-        mut matcher: Matcher,
-        on_text: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<Decoded> {
+    fn decode(&mut self, mut matcher: Matcher) -> anyhow::Result<Decoded> {
         let mut out = Decoded::default();
         let mut text = Vec::new();
-        let mut stream = self.tokenizer.stream(true);
         let mut logits = self.session.logits().to_vec();
         loop {
             if self.cancel.load(Ordering::Relaxed) {
@@ -254,9 +239,6 @@ impl LocalAssistant {
                 }
             }
             for (i, &t) in next.iter().enumerate() {
-                if let Some(piece) = stream.push(t)? {
-                    on_text(&piece);
-                }
                 if let Some(b) = self.tokenizer.token_bytes(t) {
                     text.extend(b);
                 }
@@ -339,12 +321,7 @@ impl Assistant for LocalAssistant {
         self.cancel.store(false, Ordering::Relaxed);
         let seen = observations(history);
         let diagnosis = diagnose::diagnose(question, node, &seen);
-        let facts: Vec<_> = seen
-            .iter()
-            .flat_map(|o| o.reading.facts.iter().cloned())
-            .collect();
         let notes = diagnosis.text();
-        let evidence = Evidence::new(question, node, &facts, &[&notes]);
         if !seen.is_empty() {
             // After commands ran, the answer is the diagnosis from what they
             // showed. The model's own conclusion was measured and is not
@@ -354,60 +331,27 @@ impl Assistant for LocalAssistant {
         }
         let candidates = rank::rank(question, node.snapshot, node.findings, N_CANDIDATES);
         let user = user_message(&self.env, node, history, question, &candidates, &diagnosis)?;
-        let first: Vec<String> = candidates
-            .iter()
-            .take(1)
-            .map(|c| c.command.clone())
-            .collect();
-        // Each sentence is shown once it is complete and checked: a value the
-        // model invented never reaches the operator.
-        let mut grounded = GroundedStream::new(&evidence);
-        let mut first_token_ms = None;
-        let generated =
-            self.generate(&user, &first, ReplyLimits::default(), start, &mut |text| {
-                grounded.push(text, &mut |s| {
-                    first_token_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
-                    on_event(Event::AnswerText(s));
-                });
-            })?;
-        let (mut answer, _removed) = grounded.finish(&mut |s| {
-            first_token_ms.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1e3);
-            on_event(Event::AnswerText(s));
-        });
-        if generated.decoded.cut_short && !answer.is_empty() {
-            on_event(Event::AnswerText(" (cut short)"));
-            answer.push_str(" (cut short)");
-        }
-        // What the model kept must say what the checks found; else their
-        // diagnosis follows it.
-        if !covers(&answer, &diagnosis) {
-            let addition = if answer.is_empty() {
-                notes.clone()
-            } else {
-                format!(" Sigma's checks: {notes}")
-            };
-            on_event(Event::AnswerText(&addition));
-            answer.push_str(&addition);
-        }
+        let commands: Vec<String> = candidates.iter().map(|c| c.command.clone()).collect();
+        // The diagnosis is the answer, shown at once; the model chooses the
+        // commands that show the evidence.
+        on_event(Event::AnswerText(&notes));
+        let first_token_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        let generated = self.generate(&user, &commands, start)?;
+        // A candidate's purpose is the catalogue's, whole.
         let mut proposals: Vec<Proposal> = generated
             .commands()?
             .into_iter()
-            .map(|c| {
-                // A candidate's purpose is the catalogue's, whole; the
-                // model's own purpose is cut at a word if it ran long.
-                let purpose = candidates
-                    .iter()
-                    .find(|r| r.command == c.command)
-                    .map_or_else(
-                        || whole_words(&c.purpose, PURPOSE_CHARS),
-                        |r| context::short_purpose(&r.purpose, PURPOSE_CHARS),
-                    );
-                Proposal::new(c.command, purpose)
+            .filter_map(|c| candidates.iter().find(|r| r.command == c))
+            .map(|r| {
+                Proposal::new(
+                    r.command.clone(),
+                    context::short_purpose(&r.purpose, PURPOSE_CHARS),
+                )
             })
             .collect();
         diagnosis.add_checks(&mut proposals, &seen);
         Ok(Reply {
-            answer,
+            answer: notes,
             proposals,
             model: self.name.clone(),
             timings: self.timings(&generated, start, first_token_ms),
@@ -446,30 +390,26 @@ struct Generated {
 }
 
 impl Generated {
-    /// The reply's commands (closed where it stands if it was cut short).
-    fn commands(&self) -> anyhow::Result<Vec<RawCommand>> {
+    /// The commands the reply chose.
+    fn commands(&self) -> anyhow::Result<Vec<String>> {
         let text = &self.decoded.text;
-        let raw: RawReply = if self.decoded.cut_short {
-            salvage(text)
-        } else {
-            serde_json::from_str(text)
-                .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?
-        };
+        if self.decoded.cut_short {
+            bail!("the model's reply was cut short: {text}");
+        }
+        let raw: RawReply = serde_json::from_str(text)
+            .with_context(|| format!("the model's reply is not the expected JSON: {text}"))?;
         Ok(raw.commands)
     }
 }
 
 impl LocalAssistant {
     /// Prefills `user` after the cached static prefix and decodes a reply
-    /// under the grammar of `limits` with `first` as the first command's
-    /// choices; `on_answer` gets the answer's text as it is decoded.
+    /// choosing among `candidates` under the reply grammar.
     fn generate(
         &mut self,
         user: &str,
-        first: &[String],
-        limits: ReplyLimits,
+        candidates: &[String],
         start: Instant,
-        on_answer: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Generated> {
         let dynamic = self
             .tokenizer
@@ -477,17 +417,11 @@ impl LocalAssistant {
         self.session.truncate(self.prefix.len());
         self.session.eval(&dynamic)?;
         let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
-        let lark = grammar::reply_grammar(Catalogue::builtin(), first, limits);
+        let lark = grammar::reply_grammar(candidates);
         let matcher = Matcher::new(Ok(self
             .factory
             .create_parser(TopLevelGrammar::from_lark(lark))?));
-        let mut answer = AnswerStream::default();
-        let decoded = self.decode(matcher, &mut |piece| {
-            let text = answer.push(piece);
-            if !text.is_empty() {
-                on_answer(&text);
-            }
-        })?;
+        let decoded = self.decode(matcher)?;
         Ok(Generated {
             decoded,
             dynamic,
@@ -522,70 +456,6 @@ impl LocalAssistant {
     }
 }
 
-/// Whether `answer` says what `diagnosis` found: the GPUs and at least one
-/// value of its first problem, or anything at all when nothing is wrong.
-fn covers(answer: &str, diagnosis: &Diagnosis) -> bool {
-    if answer.trim().is_empty() {
-        return false;
-    }
-    let Some(first) = diagnosis.problems.first().or(diagnosis.asked.first()) else {
-        return true;
-    };
-    let wanted_gpus = grounding::gpus_in(first);
-    let said_gpus = grounding::gpus_in(answer);
-    if !wanted_gpus.iter().all(|g| said_gpus.contains(g)) {
-        return false;
-    }
-    let values = grounding::numbers_in(first);
-    let said = grounding::numbers_in(answer);
-    values.is_empty()
-        || values
-            .iter()
-            .any(|v| said.iter().any(|s| (s - v).abs() < 0.5))
-}
-
-/// `text` cut to at most `max` characters at a word, with `…` when cut.
-fn whole_words(text: &str, max: usize) -> String {
-    let text = text.trim();
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let cut: String = text.chars().take(max).collect();
-    let at = cut.rfind(' ').unwrap_or(cut.len());
-    format!("{}…", cut[..at].trim_end_matches([',', ';', ':', ' ']))
-}
-
-/// A reply cut short by the token budget, closed where it stands: every
-/// command whose text is complete (the grammar put the chosen candidate
-/// first, so a reply cut in a later command or purpose keeps it).
-fn salvage(text: &str) -> RawReply {
-    /// The JSON string that starts `rest`, or its complete part.
-    fn string_at(rest: &str) -> (String, bool) {
-        let mut de = serde_json::Deserializer::from_str(rest).into_iter::<String>();
-        match de.next() {
-            Some(Ok(s)) => (s, true),
-            _ => {
-                let body = rest.trim_start().trim_start_matches('"');
-                (body.replace("\\\"", "\"").replace("\\n", " "), false)
-            }
-        }
-    }
-    let mut commands = Vec::new();
-    for (i, _) in text.match_indices(r#"{"command": "#) {
-        let rest = &text[i + r#"{"command": "#.len()..];
-        let (command, complete) = string_at(rest);
-        if !complete {
-            break;
-        }
-        let purpose = rest
-            .split_once(r#", "purpose": "#)
-            .map(|(_, p)| string_at(p).0)
-            .unwrap_or_default();
-        commands.push(RawCommand { command, purpose });
-    }
-    RawReply { commands }
-}
-
 /// The user message for `question`: the dynamic part of the prompt, with
 /// the diagnosis so far, what the commands that ran showed, and the
 /// candidate commands the reply chooses from (none after commands ran).
@@ -603,7 +473,7 @@ fn user_message(
         .collect();
     Ok(env.get_template("question")?.render(minijinja::context! {
         node => context::render_node(node.snapshot, node.findings, NODE_CHARS),
-        diagnosis => diagnosis.text(),
+        problem => diagnosis.headline(),
         candidates => refs,
         history => render_history(history),
         question => question,
@@ -751,17 +621,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reply_cut_short_keeps_its_complete_commands() {
-        let cut = r#"{"answer": "GPU 2 is \"hot\".", "commands": [{"command": "nvidia-smi -q -d TEMPERATURE", "purpose": "temps"}, {"command": "dmesg -T | grep -i x"#;
-        let r = salvage(cut);
-        assert_eq!(r.commands.len(), 1);
-        assert_eq!(r.commands[0].command, "nvidia-smi -q -d TEMPERATURE");
-        assert_eq!(r.commands[0].purpose, "temps");
-        let r = salvage(r#"{"answer": "loops loops loops"#);
-        assert!(r.commands.is_empty());
-    }
 
     #[test]
     fn the_dynamic_prompt_of_every_shipped_scenario_fits_its_budget() {

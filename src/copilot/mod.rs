@@ -9,7 +9,6 @@
 //! `sigma eval` only talk to this trait.
 
 pub mod adapt;
-pub mod answer_stream;
 pub mod approval;
 pub mod context;
 pub mod diagnose;

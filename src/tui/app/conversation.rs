@@ -16,6 +16,7 @@
 
 use super::super::event::CommandResult;
 use super::super::input::Input;
+use super::super::layout;
 use super::super::strings;
 use super::proposals::Source;
 use super::{App, AppAction, Focus, Modal, Outcome, Proposal};
@@ -165,6 +166,22 @@ impl App {
         lines
     }
 
+    /// Scrolls so that the answer being shown starts at the top of the
+    /// conversation when it is taller than the pane: an answer is read from
+    /// its first line (the rest is a scroll away).
+    fn show_answer_from_its_start(&mut self) {
+        let inner = layout::inner(self.areas(self.size).conversation);
+        let height = usize::from(inner.height);
+        let lines = self.conversation_lines(inner.width);
+        let last = lines.last().map(|(s, _)| *s);
+        let answer_lines = lines
+            .iter()
+            .rev()
+            .take_while(|(s, _)| Some(*s) == last && *s == Speaker::Model)
+            .count();
+        self.scroll_back = answer_lines.saturating_sub(height);
+    }
+
     /// Adds a note to the conversation (for the main loop's messages).
     pub fn push_note(&mut self, text: &str) {
         self.push(Speaker::Note, text.to_string());
@@ -249,6 +266,7 @@ impl App {
                 if let Some(last) = self.conversation.last_mut() {
                     last.text.push_str(&piece);
                 }
+                self.show_answer_from_its_start();
                 if self.work != Work::Cancelling {
                     self.work = Work::Generating(tokens, tokens_per_s);
                 }
@@ -282,6 +300,7 @@ impl App {
             Some(last) if streamed => last.text.clone_from(&reply.answer),
             _ => self.push(Speaker::Model, reply.answer.clone()),
         }
+        self.show_answer_from_its_start();
         if let ModelState::Ready { last_rate, .. } = &mut self.model {
             *last_rate = Some(reply.timings.tokens_per_s);
         }
