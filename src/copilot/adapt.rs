@@ -35,6 +35,8 @@ pub struct Targets {
     pub sizes: Option<(String, String)>,
     /// GPUs on the node: what an NCCL test spans (`-g`).
     pub gpu_count: usize,
+    /// The question is about every GPU ("all GPUs", "each card").
+    pub every: bool,
 }
 
 fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
@@ -93,17 +95,22 @@ fn nccl_size(number: &str, unit: &str) -> String {
     }
 }
 
+fn uuid_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(&R, r"(?i)\bGPU-[0-9a-f]{8}-[0-9a-f-]{27}\b")
+}
+
 fn every_gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:every|each|all(?: the| of the)?|per)\s+(?:gpus?|cards?)\b|\ball of them\b",
+        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b",
     )
 }
 
 /// The short, lower-case form of a PCI address (`00000000:3D:00.0` gives
 /// `3d:00.0`).
-fn short_bus(bus: &str) -> Option<String> {
+pub(crate) fn short_bus(bus: &str) -> Option<String> {
     bus_regex().captures(bus).map(|c| c[2].to_ascii_lowercase())
 }
 
@@ -127,9 +134,24 @@ impl Targets {
                 );
             }
         }
+        // A GPU named by its PCI bus id or UUID is that GPU.
+        for selector in bus_regex()
+            .find_iter(question)
+            .chain(uuid_regex().find_iter(question))
+        {
+            if let Some(index) = super::change::resolve_gpu(selector.as_str(), snapshot)
+                && !gpus.contains(&index)
+            {
+                gpus.push(index);
+            }
+        }
         gpus.dedup();
         let named_gpus = gpus.clone();
-        if every_gpu_regex().is_match(question) {
+        // "GPU 4 only, not all eight GPUs": the GPUs named win.
+        static ONLY: OnceLock<Regex> = OnceLock::new();
+        let only = regex(&ONLY, r"(?i)\bonly\b").is_match(question);
+        let every = every_gpu_regex().is_match(question) && !(only && !gpus.is_empty());
+        if every {
             gpus.clear();
         }
         let bus = short_bus(question).or_else(|| match named_gpus.as_slice() {
@@ -180,6 +202,7 @@ impl Targets {
                 _ => None,
             },
             gpu_count: snapshot.gpus.len().max(snapshot.amd_gpus.len()),
+            every,
         }
     }
 }
@@ -196,8 +219,11 @@ pub fn adapt(command: &str, targets: &Targets) -> String {
     };
     let mut segments: Vec<Vec<String>> =
         words.split(|w| w == "|").map(<[String]>::to_vec).collect();
+    // A state change applies to exactly the GPUs named, several included
+    // (`-i 2,5`); a read-only answer about several is the whole table.
+    let exact = guard::check(command).tier == guard::Tier::StateChanging;
     if let Some(first) = segments.first_mut() {
-        scope_gpus(first, &targets.gpus);
+        scope_gpus(first, &targets.gpus, exact);
         set_values(first, targets);
         if targets.hca.is_none() {
             drop_adapter(first);
@@ -274,7 +300,7 @@ fn set_values(words: &mut [String], targets: &Targets) {
 
 /// Sets, adds or removes the GPU selector of one program's words. Scoped
 /// to one GPU, a `--query-gpu` table loses its `index` column.
-fn scope_gpus(words: &mut Vec<String>, gpus: &[u32]) {
+fn scope_gpus(words: &mut Vec<String>, gpus: &[u32], exact: bool) {
     let Some(tool) = words.first().and_then(|p| Catalogue::builtin().tool(p)) else {
         return;
     };
@@ -297,9 +323,20 @@ fn scope_gpus(words: &mut Vec<String>, gpus: &[u32]) {
         .position(|w| flag.names.contains(w) || long_eq.iter().any(|p| w.starts_with(p.as_str())));
     let value = match gpus {
         [one] => Some(one.to_string()),
+        [_, _, ..] if exact => Some(
+            gpus.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                // NVIDIA selectors are comma-separated, `rocm-smi -d` takes words.
+                .join(if flag.arg == guard::catalogue::ArgKind::Gpu {
+                    ","
+                } else {
+                    " "
+                }),
+        ),
         _ => None,
     };
-    if value.is_some() {
+    if let [_] = gpus {
         for w in words.iter_mut() {
             if let Some(fields) = w.strip_prefix("--query-gpu=index,") {
                 *w = format!("--query-gpu={fields}");

@@ -328,6 +328,8 @@ impl Focus {
 /// The diagnosis of one question.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Diagnosis {
+    /// Why a change the question asks for is not proposed: said first.
+    pub held_back: Option<String>,
     /// The readings of the GPUs the question names, when they have no
     /// problem of the kind asked about: said first.
     pub asked: Vec<String>,
@@ -351,6 +353,7 @@ impl Diagnosis {
     /// step, then notes on unreadable output.
     pub fn text(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
+        parts.extend(self.held_back.iter().map(|h| sentence(h)));
         parts.extend(self.asked.iter().map(|r| sentence(r)));
         parts.extend(self.problems.iter().map(|p| sentence(p)));
         if !self.ruled_out.is_empty() {
@@ -1095,12 +1098,40 @@ fn ruled_out(snapshot: &Snapshot, gpus: &[u32], wanted: &[&Finding], focus: &Foc
     out
 }
 
+/// What rocm-smi reports for one AMD GPU, as a reading.
+fn amd_readings(g: &crate::probe::AmdGpu) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(t) = g.temperature_c {
+        parts.push(format!("{t:.0} °C"));
+    }
+    match (g.power_draw_w, g.power_cap_w) {
+        (Some(d), Some(c)) => parts.push(format!("{d:.0} of {c:.0} W")),
+        (Some(d), None) => parts.push(format!("{d:.0} W")),
+        _ => {}
+    }
+    if let Some(u) = g.utilization_pct {
+        parts.push(format!("{u}% busy"));
+    }
+    if let (Some(u), Some(c)) = (g.ras_uncorrectable, g.ras_correctable) {
+        parts.push(format!("{u} uncorrectable and {c} correctable RAS errors"));
+    }
+    let faulty = g.ras_uncorrectable.unwrap_or(0) > 0;
+    match (parts.is_empty(), faulty) {
+        (true, _) => format!("GPU {} answers", g.index),
+        (false, true) => format!("GPU {}: {}", g.index, parts.join(", ")),
+        (false, false) => format!("GPU {} shows no fault: {}", g.index, parts.join(", ")),
+    }
+}
+
 /// The readings of one GPU that answer the question's topics.
 fn gpu_readings(snapshot: &Snapshot, index: u32, focus: &Focus, no_fault: bool) -> String {
     let Some(g) = snapshot.gpu(index) else {
+        if let Some(amd) = snapshot.amd_gpus.iter().find(|a| a.index == index) {
+            return amd_readings(amd);
+        }
         return format!(
             "GPU {index} is not on this node ({} GPUs)",
-            snapshot.gpus.len()
+            snapshot.gpus.len().max(snapshot.amd_gpus.len())
         );
     };
     if g.lost {

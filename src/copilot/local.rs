@@ -320,8 +320,6 @@ impl Assistant for LocalAssistant {
         let start = Instant::now();
         self.cancel.store(false, Ordering::Relaxed);
         let seen = observations(history);
-        let diagnosis = diagnose::diagnose(question, node, &seen);
-        let notes = diagnosis.text();
         if !seen.is_empty() {
             // After commands ran, the answer is the diagnosis from what they
             // showed. The model's own conclusion was measured and is not
@@ -330,6 +328,9 @@ impl Assistant for LocalAssistant {
             return self.plan(node, history, question, on_event);
         }
         let candidates = rank::rank(question, node.snapshot, node.findings, N_CANDIDATES);
+        let mut diagnosis = diagnose::diagnose(question, node, &seen);
+        diagnosis.held_back = rank::held_back(question, node.snapshot, &candidates);
+        let notes = diagnosis.text();
         let user = user_message(&self.env, node, history, question, &candidates, &diagnosis)?;
         let commands: Vec<String> = candidates.iter().map(|c| c.command.clone()).collect();
         // The diagnosis is the answer, shown at once; the model chooses the

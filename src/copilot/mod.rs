@@ -10,6 +10,8 @@
 
 pub mod adapt;
 pub mod approval;
+pub mod bank;
+pub mod change;
 pub mod context;
 pub mod diagnose;
 pub mod grammar;

@@ -21,6 +21,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::adapt::{self, Targets};
+use super::{bank, change};
 use crate::checks::{Finding, Severity};
 use crate::guard::{self, Tier, catalogue::Catalogue, catalogue::Tool};
 use crate::probe::Snapshot;
@@ -160,7 +161,18 @@ struct Vocabulary {
 /// Words that name where the operator is, not what they want: every
 /// question is about "this node", so they only pull in commands whose
 /// descriptions happen to say "node" (`numactl -H`: "NUMA nodes").
-const GENERIC: &[&str] = &["node", "nodes", "box", "machine", "server", "host's"];
+const GENERIC: &[&str] = &[
+    "node",
+    "nodes",
+    "node's",
+    "box",
+    "box's",
+    "machine",
+    "machine's",
+    "server",
+    "server's",
+    "host's",
+];
 
 /// `question` without [`GENERIC`] words, with the catalogue words its
 /// informal terms stand for added, and for each XID it names, that XID's
@@ -196,12 +208,18 @@ fn expand(question: &str) -> String {
         |r: std::ops::Range<usize>| negated.iter().any(|n| r.start >= n.start && r.end <= n.end);
     static WORD: OnceLock<Regex> = OnceLock::new();
     let word = WORD.get_or_init(|| Regex::new(r"[\w'.:/-]*\w").expect("valid regex"));
+    let generic = |w: &str| GENERIC.iter().any(|g| g.eq_ignore_ascii_case(w));
     let mut out: String = word
         .find_iter(question)
-        .filter(|w| {
-            !GENERIC.iter().any(|g| g.eq_ignore_ascii_case(w.as_str())) && !is_negated(w.range())
+        .filter(|w| !generic(w.as_str()) && !is_negated(w.range()))
+        // "4-node", "single-node": the parts that are not generic.
+        .map(|w| {
+            w.as_str()
+                .split('-')
+                .filter(|part| !generic(part))
+                .collect::<Vec<_>>()
+                .join("-")
         })
-        .map(|w| w.as_str())
         .collect::<Vec<_>>()
         .join(" ");
     for (re, words) in vocab {
@@ -251,12 +269,12 @@ impl Intent {
         });
         let no_heavy = NO_HEAVY.get_or_init(|| {
             Regex::new(
-                r"(?i)\bno (?:benchmarks?|tests?|load)\b|\bwithout (?:disturbing|running|load)|\bjobs are running\b|\bdon'?t (?:run|disturb)",
+                r"(?i)\bno (?:benchmarks?|tests?|load)\b|\bwithout (?:disturbing|running|(?:any )?load)|\b(?:jobs? (?:are|is)|still) running\b|\b(?:don'?t|do not) (?:run|disturb|put (?:any )?load|load)",
             )
             .expect("valid regex")
         });
         Intent {
-            change: !asked_changes(question).is_empty(),
+            change: !change_sentences(question).is_empty(),
             heavy: heavy.is_match(question) && !no_heavy.is_match(question),
         }
     }
@@ -272,39 +290,39 @@ impl Intent {
     }
 }
 
-/// The verbs of the changes the question asks for: those that start a
-/// sentence ("Reset it", "ok, reboot the node"), in the catalogue's words
-/// ("turn on" is "enable").
-fn asked_changes(question: &str) -> Vec<String> {
+/// The sentences of the question that ask for a change: those that start
+/// with a verb that changes state ("Reset it", "ok, reboot the node",
+/// "can you set GPU 5 to exclusive mode"); "don't reset anything" and "should
+/// I reset it?" do not.
+pub fn change_sentences(question: &str) -> Vec<&str> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
-            r"(?i)^(?:(?:please|now|ok|so|then|can you|could you|go ahead and|just)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put)\b",
+            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask)\b",
         )
         .expect("valid regex")
     });
-    question
-        .split(['.', '!', '?', ';', ':'])
-        .filter_map(|s| change.captures(s.trim()))
-        .map(|c| {
-            let verb = c[1].to_ascii_lowercase();
-            match verb.as_str() {
-                "turn on" | "switch on" => "enable".to_string(),
-                "turn off" | "switch off" => "disable".to_string(),
-                "cap" => "limit".to_string(),
-                "put" => "set".to_string(),
-                _ => verb,
-            }
+    // A sentence ends at punctuation before a space or the end, so a bus
+    // id (`0000:b7:00.0`) or a version stays whole.
+    static END: OnceLock<Regex> = OnceLock::new();
+    let end = END.get_or_init(|| Regex::new(r"[.!?;:](?:\s+|$)").expect("valid regex"));
+    static NEGATED: OnceLock<Regex> = OnceLock::new();
+    let negated = NEGATED.get_or_init(|| {
+        Regex::new(
+            r"(?i)\b(?:don'?t|do not|doesn'?t|does not|never|no need|shouldn'?t|should not|not)\b",
+        )
+        .expect("valid regex")
+    });
+    end.split(question)
+        .map(str::trim)
+        .filter(|s| {
+            // "I do not need to reset it" asks for nothing.
+            change
+                .captures(s)
+                .and_then(|c| c.get(1))
+                .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
         })
         .collect()
-}
-
-/// Whether a reference's description or command says `verb` (as a word).
-fn says(r: &Reference, verb: &str) -> bool {
-    document_text(r)
-        .to_ascii_lowercase()
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .any(|w| w == verb)
 }
 
 /// The `k` best candidates for `question` on this node, fitted to what it
@@ -374,30 +392,36 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
         }
     };
     // Asked for a change, the change comes first (the operator still
-    // confirms it): the best-matching one that says the verb asked for
-    // ("reboot" is not "reset"). Only a request to adjust a setting ("lower
-    // the power limit") may take the best-matching change that does not say
-    // its verb, and only if it matches about as well as the best command: a
-    // change the catalogue lacks ("kill that process", "clear the kernel
-    // log") must not become some other change.
-    let verbs = asked_changes(question);
-    let best = first.first().map_or(0.0, |h| h.0);
-    let changes = || first.iter().filter(|(_, r)| r.tier == Tier::StateChanging);
-    let adjusting = verbs.iter().all(|v| ADJUST_VERBS.contains(&v.as_str()));
-    let change = changes()
-        .find(|(_, r)| verbs.iter().any(|v| says(r, v)))
-        .or_else(|| {
-            changes()
-                .next()
-                .filter(|(score, _)| adjusting && *score >= CHANGE_SCORE_RATIO * best)
-        });
-    if let Some((_, change)) = change {
+    // confirms it): the best-matching catalogued change that is exactly the
+    // kind, value and GPUs asked, or none (`change::Request::held_back`
+    // says what is missing). A change never becomes another change.
+    let request = change::Request::of(&change_sentences(question), &targets, snapshot);
+    let fitted = |r: &Reference| -> Option<Reference> {
+        let command = request.fit(&adapt::adapt(&r.command, &targets));
+        request.allows(&command, snapshot).then(|| Reference {
+            purpose: change::describe(&command, snapshot).unwrap_or_else(|| r.purpose.clone()),
+            command,
+            ..r.clone()
+        })
+    };
+    let change = first
+        .iter()
+        .map(|(_, r)| *r)
+        .chain(pool)
+        .filter(|r| r.tier == Tier::StateChanging)
+        .find_map(fitted);
+    if let Some(change) = &change {
         push(change, &mut out);
     }
     // The one change chosen above is the only change offered.
     let read_or_heavy =
         |(_, r): (f32, &'static Reference)| (r.tier != Tier::StateChanging).then_some(r);
-    let first: Vec<&Reference> = first.into_iter().filter_map(read_or_heavy).collect();
+    let catalogue: Vec<(f32, &Reference)> = first
+        .into_iter()
+        .filter(|(_, r)| r.tier != Tier::StateChanging)
+        .collect();
+    let solved = bank::nearest(&format!("{question} {}", words(question)), BANK_HITS);
+    let first = fuse(&catalogue, &solved, &targets, intent, &vendor);
     let rest: Vec<&Reference> = rest.into_iter().filter_map(read_or_heavy).collect();
     for r in &first {
         if out.len() + 1 >= k.max(2) {
@@ -405,13 +429,148 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
         }
         push(r, &mut out);
     }
-    for r in rest.iter().chain(&first) {
+    for r in rest.iter().copied().chain(&first) {
         if out.len() >= k {
             break;
         }
         push(r, &mut out);
     }
     out
+}
+
+/// Solved questions from the bank looked at per question.
+const BANK_HITS: usize = 30;
+
+/// Catalogue matches fused with the bank's: the rest are too weak to
+/// reach the first slots.
+const FUSED_HITS: usize = 40;
+
+/// Weight of the nearest solved question against the catalogue's best
+/// match (each side's scores are scaled so its best is 1).
+const BANK_WEIGHT: f32 = 0.5;
+
+/// The catalogue's read-only and heavy matches fused with the commands of
+/// the nearest solved questions, best first, each fitted to the question:
+/// a command's score is its catalogue score plus its best solved
+/// question's, each side scaled to its best hit. A solved question's
+/// command the catalogue lacks comes with the purpose of the catalogue
+/// command it equals, or what its arguments mean.
+fn fuse(
+    catalogue: &[(f32, &Reference)],
+    solved: &[(f32, &bank::Pair)],
+    targets: &Targets,
+    intent: Intent,
+    vendor: &Vendors,
+) -> Vec<Reference> {
+    struct Scored {
+        score: f32,
+        from_bank: bool,
+        key: String,
+        reference: Reference,
+    }
+    let mut out: Vec<Scored> = Vec::new();
+    let top = catalogue.first().map_or(1.0, |h| h.0).max(f32::EPSILON);
+    for (score, r) in catalogue.iter().take(FUSED_HITS) {
+        let command = adapt::adapt(&r.command, targets);
+        let key = guard::normalize(&command).unwrap_or_else(|| command.clone());
+        if out.iter().all(|s| s.key != key) {
+            out.push(Scored {
+                score: score / top,
+                from_bank: false,
+                key,
+                reference: Reference {
+                    command,
+                    ..(*r).clone()
+                },
+            });
+        }
+    }
+    let top = solved.first().map_or(1.0, |h| h.0).max(f32::EPSILON);
+    for (score, pair) in solved {
+        let tier = guard::check(&pair.command).tier;
+        if tier == Tier::StateChanging
+            || !intent.allows(tier)
+            || !vendor.has_tool_for(&pair.command)
+        {
+            continue;
+        }
+        let command = adapt::adapt(&pair.command, targets);
+        let Some(key) = guard::normalize(&command) else {
+            continue;
+        };
+        let add = BANK_WEIGHT * score / top;
+        match out.iter_mut().find(|s| s.key == key) {
+            Some(s) if !s.from_bank => {
+                s.score += add;
+                s.from_bank = true;
+            }
+            Some(_) => {}
+            None => out.push(Scored {
+                score: add,
+                from_bank: true,
+                reference: Reference {
+                    purpose: purpose_of(&command),
+                    command,
+                    tier,
+                    implied: false,
+                },
+                key,
+            }),
+        }
+    }
+    // Stable: equal scores keep the catalogue's order.
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out.into_iter().map(|s| s.reference).collect()
+}
+
+/// What a command from the bank is for: the purpose of the catalogue
+/// command it equals once fitted, else what its arguments mean.
+fn purpose_of(command: &str) -> String {
+    // Compared unscoped: `nvidia-smi -i 3 -q -d ECC` is the catalogue's
+    // `nvidia-smi -q -i 0 -d ECC`.
+    static PURPOSES: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    let unscoped = |c: &str| guard::normalize(&adapt::adapt(c, &Targets::default()));
+    let purposes = PURPOSES.get_or_init(|| {
+        let mut map = HashMap::new();
+        for r in pool() {
+            if let Some(key) = unscoped(&r.command) {
+                map.entry(key).or_insert(r.purpose.as_str());
+            }
+        }
+        map
+    });
+    if let Some(p) = unscoped(command).and_then(|k| purposes.get(&k)) {
+        return (*p).to_string();
+    }
+    let meanings: Vec<String> = guard::explain(command)
+        .into_iter()
+        .skip(1)
+        .filter(|a| {
+            !a.arg.starts_with("-i") && !a.arg.starts_with("--id") && !a.arg.starts_with("--format")
+        })
+        .map(|a| match a.meaning.split_once(": ") {
+            Some((_, what)) => what.to_string(),
+            None => a.meaning,
+        })
+        .filter(|m| !m.is_empty())
+        .collect();
+    if meanings.is_empty() {
+        guard::explain(command)
+            .into_iter()
+            .next()
+            .map(|a| a.meaning)
+            .unwrap_or_default()
+    } else {
+        meanings.join("; ")
+    }
+}
+
+/// When the question asks for a change that `candidates` do not offer,
+/// what is missing, as a sentence for the answer.
+pub fn held_back(question: &str, snapshot: &Snapshot, candidates: &[Reference]) -> Option<String> {
+    let targets = Targets::of(question, snapshot);
+    change::Request::of(&change_sentences(question), &targets, snapshot)
+        .held_back(candidates.iter().any(|r| r.tier == Tier::StateChanging))
 }
 
 /// What an `nvidia-smi` command shows: the GPUs it selects and the report
@@ -562,15 +721,6 @@ fn field_section(field: &str) -> Option<&'static str> {
         .find(|(p, _)| field.starts_with(p))
         .map(|(_, s)| *s)
 }
-
-/// Verbs that adjust a setting, which a change may describe in other
-/// words (`-pl` "sets" the limit the operator asks to "lower").
-const ADJUST_VERBS: &[&str] = &[
-    "set", "change", "raise", "lower", "apply", "restore", "limit",
-];
-
-/// How close to the best command's score a change must be to come first.
-const CHANGE_SCORE_RATIO: f32 = 0.6;
 
 /// A prior for the simpler of two equally relevant commands: each shell
 /// word past the program costs a little, as an operator reaches for

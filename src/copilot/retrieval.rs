@@ -31,15 +31,14 @@ impl Assistant for RetrievalAssistant {
     ) -> anyhow::Result<Reply> {
         let start = std::time::Instant::now();
         let seen = observations(history);
-        let proposals: Vec<Proposal> =
-            rank::rank(question, node.snapshot, node.findings, N_PROPOSALS)
-                .into_iter()
-                .filter(|r| !seen.iter().any(|o| o.command == r.command))
-                .map(|r| {
-                    Proposal::new(r.command, context::short_purpose(&r.purpose, PURPOSE_CHARS))
-                })
-                .collect();
-        let diagnosis = diagnose::diagnose(question, node, &seen);
+        let ranked = rank::rank(question, node.snapshot, node.findings, N_PROPOSALS);
+        let mut diagnosis = diagnose::diagnose(question, node, &seen);
+        diagnosis.held_back = rank::held_back(question, node.snapshot, &ranked);
+        let proposals: Vec<Proposal> = ranked
+            .into_iter()
+            .filter(|r| !seen.iter().any(|o| o.command == r.command))
+            .map(|r| Proposal::new(r.command, context::short_purpose(&r.purpose, PURPOSE_CHARS)))
+            .collect();
         let mut proposals = proposals;
         diagnosis.add_checks(&mut proposals, &seen);
         let answer = diagnosis.text();

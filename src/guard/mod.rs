@@ -240,48 +240,100 @@ fn redirect_meaning(r: &str) -> &'static str {
     }
 }
 
+/// One pipeline segment in canonical form: names as the catalogue spells
+/// them first (long flag names), values in catalogue spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Canonical {
+    /// The program.
+    pub program: String,
+    /// Its subcommands, outermost first (`nvidia-smi mig`, `amd-smi set`).
+    pub subcommands: Vec<String>,
+    /// Flags with their values, in the order typed.
+    pub flags: Vec<(String, Option<String>)>,
+    /// Whether `--` ended the flags.
+    pub end_of_flags: bool,
+    /// Positional arguments, in order.
+    pub positionals: Vec<String>,
+    /// Redirections (`2>/dev/null`).
+    pub redirects: Vec<String>,
+}
+
+impl Canonical {
+    /// The value of flag `name` (canonical spelling), when given.
+    pub fn flag(&self, name: &str) -> Option<Option<&str>> {
+        self.flags
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_deref())
+    }
+}
+
+/// `command`'s pipeline segments in canonical form; `None` when the command
+/// does not parse or uses something unknown.
+pub fn canonical(command: &str) -> Option<Vec<Canonical>> {
+    let catalogue = Catalogue::builtin();
+    let segments = parse::parse(command).ok()?;
+    let mut out = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let a = risk::analyse(catalogue, &segment.argv, i > 0);
+        if a.refused() {
+            return None;
+        }
+        let mut c = Canonical {
+            program: String::new(),
+            subcommands: Vec::new(),
+            flags: Vec::new(),
+            end_of_flags: false,
+            positionals: Vec::new(),
+            redirects: segment.redirects.text.clone(),
+        };
+        for item in a.items {
+            match item.canon {
+                risk::Canon::Program(p) => c.program = p,
+                risk::Canon::Subcommand(s) => c.subcommands.push(s),
+                risk::Canon::Flag { name, value } => c.flags.push((name, value)),
+                risk::Canon::EndOfFlags => c.end_of_flags = true,
+                risk::Canon::Positional(p) => c.positionals.push(p),
+                risk::Canon::Refused => return None,
+            }
+        }
+        out.push(c);
+    }
+    Some(out)
+}
+
 /// A canonical form of `command` for exact-match comparison (evaluation,
 /// deduplication): long flag names, `--flag=value`, flags sorted (their
 /// order does not matter to these tools), list values kept in order with
 /// catalogue spelling, positionals in order after the flags. Not meant to be
 /// run. `None` when the command does not parse or uses something unknown.
 pub fn normalize(command: &str) -> Option<String> {
-    let catalogue = Catalogue::builtin();
-    let segments = parse::parse(command).ok()?;
-    let mut parts = Vec::new();
-    for (i, segment) in segments.iter().enumerate() {
-        let a = risk::analyse(catalogue, &segment.argv, i > 0);
-        if a.refused() {
-            return None;
-        }
-        let mut head = Vec::new();
-        let mut flags = Vec::new();
-        let mut positionals = Vec::new();
-        let mut end_of_flags = false;
-        for item in a.items {
-            match item.canon {
-                risk::Canon::Program(p) => head.push(p),
-                risk::Canon::Subcommand(s) => head.push(s),
-                risk::Canon::Flag { name, value } => flags.push(match value {
-                    None => name,
-                    Some(v) if name.starts_with("--") => format!("{name}={}", quote(&v)),
-                    Some(v) => format!("{name} {}", quote(&v)),
-                }),
-                risk::Canon::EndOfFlags => end_of_flags = true,
-                risk::Canon::Positional(p) => positionals.push(quote(&p)),
-                risk::Canon::Refused => return None,
+    let parts: Vec<String> = canonical(command)?
+        .into_iter()
+        .map(|c| {
+            let mut flags: Vec<String> = c
+                .flags
+                .iter()
+                .map(|(name, value)| match value {
+                    None => name.clone(),
+                    Some(v) if name.starts_with("--") => format!("{name}={}", quote(v)),
+                    Some(v) => format!("{name} {}", quote(v)),
+                })
+                .collect();
+            flags.sort();
+            let mut words: Vec<String> = std::iter::once(&c.program)
+                .chain(&c.subcommands)
+                .map(|w| quote(w))
+                .collect();
+            words.extend(flags);
+            if c.end_of_flags {
+                words.push("--".into());
             }
-        }
-        flags.sort();
-        let mut words: Vec<String> = head.iter().map(|w| quote(w)).collect();
-        words.extend(flags);
-        if end_of_flags {
-            words.push("--".into());
-        }
-        words.extend(positionals);
-        words.extend(segment.redirects.text.iter().cloned());
-        parts.push(words.join(" "));
-    }
+            words.extend(c.positionals.iter().map(|p| quote(p)));
+            words.extend(c.redirects);
+            words.join(" ")
+        })
+        .collect();
     Some(parts.join(" | "))
 }
 
