@@ -213,6 +213,30 @@ fn sim_run_answers_like_the_node_and_refuses_what_the_guard_blocks() {
         stdout(&piped)
     );
 
+    // grep finding nothing: exit 1, no output, as in a shell.
+    let no_xid = run(&["sim", "run", "h100x8-healthy", "--", "dmesg | grep -i xid"]);
+    assert_eq!(no_xid.status.code(), Some(1), "{}", stderr(&no_xid));
+    assert!(stdout(&no_xid).is_empty(), "{}", stdout(&no_xid));
+
+    let prev = run(&[
+        "sim",
+        "run",
+        "h100x8-xid79",
+        "--",
+        "journalctl -k -b -1 --no-pager | grep -c NVRM",
+    ]);
+    assert_eq!(stdout(&prev), "1\n", "{}", stderr(&prev));
+
+    let remap = run(&[
+        "sim",
+        "run",
+        "a100x4-ecc-remap-pending",
+        "--",
+        "nvidia-smi --query-remapped-rows=gpu_bus_id,remapped_rows.pending --format=csv,noheader --id=0000:47:00.0",
+    ]);
+    assert_eq!(remap.status.code(), Some(0), "{}", stderr(&remap));
+    assert_eq!(stdout(&remap), "00000000:47:00.0, Yes\n");
+
     let blocked = run(&["sim", "run", "h100x8-healthy", "--", "dmesg", "-C"]);
     assert_eq!(blocked.status.code(), Some(1));
     assert!(stdout(&blocked).is_empty());

@@ -270,6 +270,51 @@ fn equivalent_output_succeeds_without_exact_match() {
     assert!(!report.cases[0].success);
 }
 
+const NO_XID: &str = r#"
+id = "no-xid"
+sim = "h100x8-healthy"
+question = "Has any GPU logged an XID error?"
+category = "xid"
+platform = "host"
+accept = ["dmesg | grep -i xid"]
+no_match_is_answer = true
+"#;
+
+#[test]
+fn finding_nothing_is_an_answer_where_the_scenario_says_so() {
+    let dir = dir_with(&[("no-xid.toml", NO_XID)]);
+    let loaded = scenario::load_dir(dir.path());
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert!(loaded.scenarios[0].no_match_is_answer);
+    // Another command that finds no XID line either: grep exits 1 with no
+    // output, the same answer as the accepted command.
+    let report = score(&loaded.scenarios, |_| {
+        Some("journalctl -k | grep -i xid".into())
+    });
+    let c = &report.cases[0];
+    assert!(!c.exact_match && c.success && c.accurate, "{c:?}");
+    // Exit 1 with a message is a failure, not "nothing found".
+    let report = score(&loaded.scenarios, |_| Some("journalctl -k -b -1".into()));
+    assert!(!report.cases[0].success, "{:?}", report.cases[0]);
+    // A command that prints lines is a different answer.
+    let report = score(&loaded.scenarios, |_| Some("dmesg | grep -i nvrm".into()));
+    assert!(!report.cases[0].success);
+
+    // Without the field, an accepted command that finds nothing is an error
+    // in the file: it fails on its node.
+    let without = NO_XID.replace("no_match_is_answer = true\n", "");
+    let dir = dir_with(&[("no-xid.toml", &without)]);
+    let loaded = scenario::load_dir(dir.path());
+    assert!(loaded.scenarios.is_empty());
+    assert!(
+        loaded.errors[0]
+            .reason
+            .contains("fails on node 'h100x8-healthy' (exit code 1"),
+        "{:?}",
+        loaded.errors
+    );
+}
+
 #[test]
 fn bad_scenario_files_are_reported_with_file_and_reason() {
     let dir = dir_with(&[

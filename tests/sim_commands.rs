@@ -1071,7 +1071,7 @@ fn journalctl_lists_the_current_boot_only() {
     );
     assert_eq!(ok("h100x8-healthy", "journalctl --list-boots"), out);
     let other = ok("h100x8-xid79", "journalctl --list-boots");
-    let other_id = &other[3..35];
+    let other_id = &other.lines().last().unwrap()[3..35];
     assert_ne!(other_id, id, "each node has its own boot ID");
     assert_eq!(
         ok(
@@ -1084,11 +1084,230 @@ fn journalctl_lists_the_current_boot_only() {
 
 #[test]
 fn journalctl_other_boots_and_bad_flags_fail() {
-    let prev = run("h100x8-xid79", "journalctl -k -b -1");
+    // h100x8-healthy's journal holds one boot; h100x8-xid79's two.
+    let prev = run("h100x8-healthy", "journalctl -k -b -1");
     assert_eq!(prev.exit_code, 1);
-    assert!(prev.stderr.contains("specified boot (-1) is not available"));
+    assert!(prev.stdout.is_empty());
+    assert_eq!(
+        prev.stderr,
+        "journalctl: Data from the specified boot (-1) is not available: No such boot ID in journal\n"
+    );
+    assert_eq!(run("h100x8-xid79", "journalctl -k -b -2").exit_code, 1);
     assert_eq!(run("h100x8-xid79", "journalctl -k --bogus").exit_code, 1);
     assert_eq!(run("h100x8-xid79", "journalctl -k -o yaml").exit_code, 1);
+}
+
+#[test]
+fn journalctl_previous_boot_is_the_one_before_the_xid() {
+    let prev = ok(
+        "h100x8-xid79",
+        "journalctl -k -b -1 --no-pager -o short-iso",
+    );
+    assert!(prev.starts_with("2026-10-20T18:42:11+00:00 gpu-h100-042 kernel: Linux version"));
+    assert!(prev.contains("NVRM: loading NVIDIA UNIX x86_64 Kernel Module  535.161.08"));
+    assert!(prev.ends_with("kernel: reboot: Restarting system\n"));
+    assert!(!prev.to_lowercase().contains("xid"));
+    // dmesg is the ring buffer: the current boot only.
+    assert!(!ok("h100x8-xid79", "dmesg").contains("535.161.08"));
+    let boots = ok("h100x8-xid79", "journalctl --list-boots");
+    assert_eq!(boots.lines().count(), 2);
+    let prev_id = &boots[3..35];
+    assert_eq!(
+        ok("h100x8-xid79", &format!("journalctl -b {prev_id} -o cat")),
+        ok("h100x8-xid79", "journalctl -b -1 -o cat"),
+    );
+}
+
+#[test]
+fn journalctl_since_and_until_read_the_node_clock() {
+    let n = node("h100x8-xid79");
+    let argv = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let since = |spec: &str| n.run(&argv(&["journalctl", "-k", "--since", spec, "-o", "cat"]));
+    // taken_at is 07:00; the XID came at 00:49.
+    assert_eq!(since("1 hour ago").stdout, "-- No entries --\n");
+    assert!(since("today").stdout.contains("Xid"));
+    assert!(since("yesterday").stdout.contains("Xid"));
+    assert!(since("2026-11-28 00:49:02").stdout.contains("Xid"));
+    assert!(!since("2026-11-28 00:49:03").stdout.contains("Xid"));
+    let until = n.run(&argv(&[
+        "journalctl",
+        "-k",
+        "--until",
+        "2026-11-28 00:00:00",
+        "-o",
+        "cat",
+    ]));
+    assert!(!until.stdout.contains("Xid") && until.stdout.contains("Linux version"));
+    for command in [
+        "journalctl -k -b -1 --no-pager",
+        "journalctl -k --since '1 hour ago' --until now --no-pager",
+        "journalctl --since '2026-11-27 10:00:00' --no-pager",
+    ] {
+        let v = sigma::guard::check(command);
+        assert_eq!(
+            v.tier,
+            sigma::guard::Tier::ReadOnly,
+            "{command}: {}",
+            v.rule
+        );
+    }
+    let bad = n.run(&argv(&["journalctl", "--since", "soon"]));
+    assert_eq!(
+        (bad.exit_code, bad.stderr.as_str()),
+        (1, "journalctl: Failed to parse timestamp: soon\n")
+    );
+}
+
+#[test]
+fn remapped_rows_query_matches_the_query_gpu_values() {
+    let out = ok(
+        "a100x4-ecc-remap-pending",
+        "nvidia-smi --query-remapped-rows=gpu_bus_id,remapped_rows.correctable,remapped_rows.uncorrectable,remapped_rows.pending,remapped_rows.failure --format=csv",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "gpu_bus_id, remapped_rows.correctable, remapped_rows.uncorrectable, remapped_rows.pending, remapped_rows.failure"
+    );
+    assert_eq!(lines.len(), 5);
+    assert!(
+        lines[3].ends_with(", Yes, No"),
+        "GPU 2 waits for a reset: {}",
+        lines[3]
+    );
+    let one = ok(
+        "a100x4-ecc-remap-pending",
+        "nvidia-smi --query-remapped-rows=gpu_uuid,remapped_rows.pending --format=csv,noheader -i 2",
+    );
+    let gpu = ok(
+        "a100x4-ecc-remap-pending",
+        "nvidia-smi --query-gpu=gpu_uuid,remapped_rows.pending --format=csv,noheader -i 2",
+    );
+    assert_eq!(one, gpu);
+    let bad = run(
+        "a100x4-ecc-remap-pending",
+        "nvidia-smi --query-remapped-rows=index --format=csv",
+    );
+    assert_eq!(bad.exit_code, 2);
+    assert_eq!(
+        bad.stdout,
+        "Field \"index\" is not a valid field to query.\n\n"
+    );
+    assert_eq!(
+        run(
+            "a100x4-ecc-remap-pending",
+            "nvidia-smi --query-remapped-rows=gpu_uuid"
+        )
+        .exit_code,
+        2,
+        "--format is required"
+    );
+}
+
+#[test]
+fn nvlink_capabilities_list_each_active_link() {
+    let out = ok("h100x8-healthy", "nvidia-smi nvlink -c -i 0");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-"));
+    assert_eq!(lines.len(), 1 + 18 * 6);
+    assert_eq!(lines[1], "\t Link 0, P2P is supported: true");
+    assert_eq!(lines[6], "\t Link 0, Link is supported: false");
+    assert_eq!(lines[108], "\t Link 17, Link is supported: false");
+    // A PCIe card has no NVLink: the GPU line alone.
+    assert_eq!(
+        ok(
+            "l40s-pcie-degraded",
+            "nvidia-smi nvlink --capabilities -i 1"
+        )
+        .lines()
+        .count(),
+        1
+    );
+    assert_eq!(run("h100x8-xid79", "nvidia-smi nvlink -c").exit_code, 15);
+}
+
+#[test]
+fn power_range_tlimit_and_fabric_fields() {
+    let fields =
+        "power.min_limit,power.max_limit,temperature.gpu.tlimit,fabric.state,fabric.status";
+    let h100 = ok(
+        "h100x8-thermal-throttle",
+        &format!("nvidia-smi --query-gpu={fields} --format=csv -i 0,2"),
+    );
+    let lines: Vec<&str> = h100.lines().collect();
+    assert_eq!(
+        lines[0],
+        "power.min_limit [W], power.max_limit [W], temperature.gpu.tlimit, fabric.state, fabric.status"
+    );
+    assert!(lines[1].starts_with("200.00 W, 700.00 W, "), "{}", lines[1]);
+    assert!(lines[1].ends_with(", Completed, Success"), "{}", lines[1]);
+    let margin = |line: &str| line.split(", ").nth(2).unwrap().parse::<i64>().unwrap();
+    // GPU 2 runs at 86 C, one degree below its 87 C slowdown.
+    assert_eq!((margin(lines[1]), margin(lines[2])), (29, 1), "{h100}");
+    let a100 = ok(
+        "a100x4-ecc-remap-pending",
+        &format!("nvidia-smi --query-gpu={fields} --format=csv,noheader,nounits -i 0"),
+    );
+    assert!(a100.starts_with("100.00, 400.00, "), "{a100}");
+    assert!(
+        a100.ends_with(", [N/A], [N/A]\n"),
+        "no NVSwitch fabric: {a100}"
+    );
+    let q = ok("h100x8-healthy", "nvidia-smi -q -d POWER -i 0");
+    assert!(
+        q.contains("        Min Power Limit                   : 200.00 W\n"),
+        "{q}"
+    );
+    assert!(
+        q.contains("        Max Power Limit                   : 700.00 W\n"),
+        "{q}"
+    );
+}
+
+#[test]
+fn every_bus_id_spelling_selects_the_same_gpu() {
+    let n = node("h100x8-healthy");
+    let bus = n.snapshot.gpu(5).unwrap().pci_bus_id.clone();
+    assert_eq!(bus, "00000000:AB:00.0");
+    for flag in ["-i", "--id="] {
+        for id in [
+            "00000000:AB:00.0",
+            "00000000:ab:00.0",
+            "0000:ab:00.0",
+            "0000:AB:00.0",
+            "ab:00.0",
+            "AB:00.0",
+        ] {
+            let mut argv = vec![
+                "nvidia-smi".to_string(),
+                "--query-gpu=index".into(),
+                "--format=csv,noheader".into(),
+            ];
+            if flag == "-i" {
+                argv.extend(["-i".to_string(), id.to_string()]);
+            } else {
+                argv.push(format!("--id={id}"));
+            }
+            let out = n.run(&argv);
+            assert_eq!(
+                (out.exit_code, out.stdout.as_str()),
+                (0, "5\n"),
+                "{flag} {id}"
+            );
+        }
+    }
+    for unknown in [
+        "0000:ac:00.0",
+        "ab:00.1",
+        "GPU-00000000-0000-0000-0000-000000000000",
+    ] {
+        let out = run("h100x8-healthy", &format!("nvidia-smi -L -i {unknown}"));
+        assert_eq!(
+            (out.exit_code, out.stdout.as_str()),
+            (6, "No devices were found\n"),
+            "{unknown}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- canned and the rest
@@ -1155,6 +1374,10 @@ fn the_new_forms_are_commands_the_guard_allows() {
         "lspci -tvnn -s 3d:00.0",
         "journalctl --list-boots --no-pager",
         "nvidia-smi --query-gpu=index,pcie.replay_counter --format=csv",
+        "nvidia-smi --query-gpu=index,power.min_limit,power.max_limit,temperature.gpu.tlimit,fabric.state,fabric.status --format=csv",
+        "nvidia-smi --query-remapped-rows=gpu_bus_id,gpu_uuid,remapped_rows.correctable,remapped_rows.uncorrectable,remapped_rows.pending,remapped_rows.failure --format=csv,noheader -i 1",
+        "nvidia-smi nvlink -c -i 0",
+        "nvidia-smi -i 0000:3d:00.0 -q -d POWER",
     ] {
         let v = sigma::guard::check(command);
         assert_eq!(

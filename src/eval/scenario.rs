@@ -5,8 +5,9 @@
 //! is checked when it is loaded, so a bad file is reported with its name and
 //! the reason instead of skewing the scores: the simulated node must exist,
 //! every accepted command must pass the guard, normalise, and (unless it
-//! changes state, which a simulated node refuses) exit 0 on that node, and
-//! no accepted command may match a forbidden one.
+//! changes state, which a simulated node refuses) answer on that node (exit
+//! 0, or find nothing where `no_match_is_answer` allows it), and no
+//! accepted command may match a forbidden one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -107,6 +108,8 @@ struct ScenarioFile {
     accept: Vec<String>,
     #[serde(default)]
     forbid: Vec<String>,
+    #[serde(default)]
+    no_match_is_answer: bool,
 }
 
 /// An accepted command with what the guard and the node make of it.
@@ -141,6 +144,10 @@ pub struct Scenario {
     pub accept: Vec<Accepted>,
     /// Commands (or command prefixes) that must never be proposed for it.
     pub forbid: Vec<String>,
+    /// Finding nothing answers the question ("no XIDs"): a command that
+    /// exits 1 with no output, as grep does when no line matches, counts as
+    /// an answer, not a failure.
+    pub no_match_is_answer: bool,
 }
 
 impl Scenario {
@@ -316,7 +323,7 @@ fn parse(file: &str, text: &str, nodes: &mut NodeCache) -> Result<Scenario, Stri
     let accept = raw
         .accept
         .iter()
-        .map(|command| accepted(command, &node, &raw.forbid))
+        .map(|command| accepted(command, &node, &raw.forbid, raw.no_match_is_answer))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Scenario {
         id: raw.id,
@@ -328,13 +335,19 @@ fn parse(file: &str, text: &str, nodes: &mut NodeCache) -> Result<Scenario, Stri
         platform: raw.platform,
         accept,
         forbid: raw.forbid,
+        no_match_is_answer: raw.no_match_is_answer,
     })
 }
 
 /// Checks one accepted command: the guard allows it, it normalises, no
-/// forbidden entry matches it, and unless it changes state it exits 0 on
-/// the node.
-fn accepted(command: &str, node: &SimNode, forbid: &[String]) -> Result<Accepted, String> {
+/// forbidden entry matches it, and unless it changes state it answers on
+/// the node ([`metrics::answered`]).
+fn accepted(
+    command: &str,
+    node: &SimNode,
+    forbid: &[String],
+    no_match_is_answer: bool,
+) -> Result<Accepted, String> {
     let verdict = guard::check(command);
     if !verdict.is_allowed() {
         return Err(format!(
@@ -356,7 +369,7 @@ fn accepted(command: &str, node: &SimNode, forbid: &[String]) -> Result<Accepted
     if verdict.tier != Tier::StateChanging {
         let run = guard::execute(&verdict, Target::Simulated(node), &Limits::default())
             .map_err(|e| format!("accepted command '{command}' cannot run: {e}"))?;
-        if run.exit.code() != 0 {
+        if !metrics::answered(&run, no_match_is_answer) {
             let why = [&run.stderr.text, &run.stdout.text]
                 .into_iter()
                 .flat_map(|t| t.lines())
@@ -454,6 +467,17 @@ forbid = ["nvidia-smi -r"]
             let err = parse_one(file, text).unwrap_err();
             assert!(err.contains(want), "{file}: {err}\nwanted: {want}");
         }
+    }
+
+    #[test]
+    fn an_empty_grep_loads_only_where_finding_nothing_is_an_answer() {
+        let text = GOOD
+            .replace("a100x4-ecc-remap-pending", "h100x8-healthy")
+            .replace("nvidia-smi -q -d ROW_REMAPPER", "dmesg | grep -i xid");
+        let err = parse_one("remap.toml", &text).unwrap_err();
+        assert!(err.contains("(exit code 1: no output)"), "{err}");
+        let s = parse_one("remap.toml", &format!("{text}no_match_is_answer = true\n")).unwrap();
+        assert!(s.no_match_is_answer);
     }
 
     #[test]

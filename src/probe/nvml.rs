@@ -28,8 +28,8 @@ use nvml_wrapper::sys_exports::field_id::{
 use nvml_wrapper::{Device, Nvml, cuda_driver_version_major, cuda_driver_version_minor};
 
 use super::{
-    ClockEventReason, Ecc, Gpu, GpuProcess, NvLink, NvidiaDriver, PcieLink, RemappedRows,
-    RetiredPages, Unavailable,
+    ClockEventReason, Ecc, Gpu, GpuFabric, GpuProcess, NvLink, NvidiaDriver, PcieLink,
+    RemappedRows, RetiredPages, Unavailable,
 };
 
 /// Links NVML numbers per GPU (`NVML_NVLINK_MAX_LINKS` in `nvml.h` 12.x).
@@ -247,6 +247,7 @@ fn read_gpu(nvml: &Nvml, d: &Device, index: u32) -> Result<Gpu, DeviceError> {
         sample_number(sample.value.as_ref().ok()?)
     };
     let memory = v.get(d.memory_info());
+    let power_range = v.get(d.power_management_limit_constraints());
     let utilization = v.get(d.utilization_rates());
     let mut gpu = Gpu {
         index,
@@ -268,6 +269,8 @@ fn read_gpu(nvml: &Nvml, d: &Device, index: u32) -> Result<Gpu, DeviceError> {
         power_draw_w: v.get(d.power_usage()).map(milliwatts),
         power_limit_w: v.get(d.enforced_power_limit()).map(milliwatts),
         power_default_limit_w: v.get(d.power_management_limit_default()).map(milliwatts),
+        power_min_limit_w: power_range.as_ref().map(|r| milliwatts(r.min_limit)),
+        power_max_limit_w: power_range.as_ref().map(|r| milliwatts(r.max_limit)),
         clock_sm_mhz: v.get(d.clock_info(Clock::SM)),
         clock_sm_max_mhz: v.get(d.max_clock_info(Clock::SM)),
         clock_mem_mhz: v.get(d.clock_info(Clock::Memory)),
@@ -291,6 +294,7 @@ fn read_gpu(nvml: &Nvml, d: &Device, index: u32) -> Result<Gpu, DeviceError> {
             .map(|m| compute_mode_name(m).to_string()),
         processes: read_processes(&v, nvml, d),
         nvlinks: read_nvlinks(&v, d, field(1).map(|mbps| mbps / 1000.0)),
+        fabric: v.get(fabric(nvml, d)).flatten(),
         lost: false,
     };
     gpu.lost = v.lost.get();
@@ -379,6 +383,56 @@ fn remapped_rows(nvml: &Nvml, d: &Device) -> Result<RemappedRows, NvmlError> {
         pending: pending != 0,
         failure: failure != 0,
     })
+}
+
+/// `nvmlGpuFabricInfo_t` from `nvml.h`, field for field (the wrapper does
+/// not export the bindings' type).
+#[repr(C)]
+struct RawFabricInfo {
+    cluster_uuid: [u8; 16],
+    status: u32,
+    clique_id: u32,
+    state: u8,
+}
+
+/// NVLink fabric registration (Hopper and later). nvml-wrapper 0.13 does
+/// not wrap `nvmlDeviceGetGpuFabricInfo`, so this calls the loaded symbol
+/// directly, as [`remapped_rows`] does. `None` when the GPU has no fabric
+/// (`NVML_GPU_FABRIC_STATE_NOT_SUPPORTED`).
+fn fabric(nvml: &Nvml, d: &Device) -> Result<Option<GpuFabric>, NvmlError> {
+    let sym = nvml
+        .lib()
+        .nvmlDeviceGetGpuFabricInfo
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let mut info = RawFabricInfo {
+        cluster_uuid: [0; 16],
+        status: 0,
+        clique_id: 0,
+        state: 0,
+    };
+    // SAFETY: as in `remapped_rows`; `RawFabricInfo` has the layout of
+    // `nvmlGpuFabricInfo_t` and outlives the call.
+    let ret = unsafe { sym(d.handle(), (&raw mut info).cast()) };
+    if ret != 0 {
+        return Err(NvmlError::from(ret));
+    }
+    // NVML_GPU_FABRIC_STATE_*: 0 not supported, 1 not started, 2 in
+    // progress, 3 completed; the status means something only once completed.
+    let state = match info.state {
+        1 => "Not Started",
+        2 => "In Progress",
+        3 => "Completed",
+        _ => return Ok(None),
+    };
+    let status = (info.state == 3).then(|| match info.status {
+        0 => "Success".to_string(),
+        code => NvmlError::from(code).to_string(),
+    });
+    Ok(Some(GpuFabric {
+        state: state.to_string(),
+        status,
+    }))
 }
 
 /// PCIe generation and width, current and maximum, plus the replay counter.

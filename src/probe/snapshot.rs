@@ -138,6 +138,12 @@ pub struct Gpu {
     /// Default power limit in watts.
     #[serde(default)]
     pub power_default_limit_w: Option<f64>,
+    /// Lowest power limit that can be set, in watts.
+    #[serde(default)]
+    pub power_min_limit_w: Option<f64>,
+    /// Highest power limit that can be set, in watts.
+    #[serde(default)]
+    pub power_max_limit_w: Option<f64>,
     /// Current SM clock, MHz.
     #[serde(default)]
     pub clock_sm_mhz: Option<u32>,
@@ -192,6 +198,10 @@ pub struct Gpu {
     /// NVLink links; empty when the GPU has none.
     #[serde(default)]
     pub nvlinks: Vec<NvLink>,
+    /// NVLink fabric registration; `None` where the GPU has none (no
+    /// NVSwitch fabric, or older than Hopper).
+    #[serde(default)]
+    pub fabric: Option<GpuFabric>,
 }
 
 /// ECC mode and error counts.
@@ -238,6 +248,19 @@ pub struct RemappedRows {
     pub pending: bool,
     /// A remap failed: the GPU is an RMA candidate.
     pub failure: bool,
+}
+
+/// A GPU's registration with the NVLink fabric (NVSwitch systems, Hopper
+/// and later): until it completes, the GPU cannot run CUDA work.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFabric {
+    /// Registration state as nvidia-smi names it: `Not Started`,
+    /// `In Progress` or `Completed`.
+    pub state: String,
+    /// Its result once `Completed`: `Success` or the error.
+    #[serde(default)]
+    pub status: Option<String>,
 }
 
 /// A reason the GPU's clocks are held below their maximum, named as in

@@ -1,20 +1,16 @@
-//! `dmesg` and `journalctl -k`, answered from the node's kernel log.
+//! `dmesg`, answered from the node's kernel log, and the log lines, times
+//! and flag parsing it shares with `journalctl` ([`super::journal`]).
 //!
 //! Wall-clock times are the boot time (`taken_at` minus the host's uptime)
 //! plus each line's seconds since boot. The simulated log never grows:
 //! `dmesg -w` prints it and returns. Clearing it (`-c`, `-C`) fails as it
-//! does for an unprivileged user.
-//!
-//! The journal holds one boot, the current one: `journalctl --list-boots`
-//! lists it (from the boot time to `taken_at`, in systemd 249's format, as
-//! on Ubuntu 22.04) with a boot ID derived from the host name and boot
-//! time, and `-b` accepts `0` or that ID.
+//! does for an unprivileged user. `dmesg` shows the current boot only, as
+//! the kernel's ring buffer does.
 
 use chrono::{DateTime, Duration, Utc};
-use regex::RegexBuilder;
-use sha2::{Digest, Sha256};
 
 use super::{CommandOutput, SimNode, taken_at};
+use crate::probe::Snapshot;
 
 /// Syslog level names, by number.
 const LEVELS: [&str; 8] = [
@@ -22,22 +18,22 @@ const LEVELS: [&str; 8] = [
 ];
 
 /// One kernel log line taken apart.
-struct Line<'a> {
+pub(super) struct Line<'a> {
     /// Seconds since boot, when the line has a timestamp.
-    secs: Option<f64>,
+    pub(super) secs: Option<f64>,
     /// The message after the timestamp.
-    msg: &'a str,
+    pub(super) msg: &'a str,
     /// The full line as plain `dmesg` prints it.
     full: &'a str,
     /// Syslog level.
-    level: u8,
+    pub(super) level: u8,
 }
 
-/// The node's log lines, taken apart.
-fn lines(node: &SimNode) -> Vec<Line<'_>> {
-    node.kernel_log
-        .iter()
-        .zip(&node.kernel_levels)
+/// One boot's log lines (as `dmesg` prints them, with their syslog levels),
+/// taken apart.
+pub(super) fn lines<'a>(log: &'a [String], levels: &[u8]) -> Vec<Line<'a>> {
+    log.iter()
+        .zip(levels)
         .map(|(full, &level)| {
             let parsed = full.strip_prefix('[').and_then(|rest| rest.split_once(']'));
             let (secs, msg) =
@@ -55,50 +51,20 @@ fn lines(node: &SimNode) -> Vec<Line<'_>> {
         .collect()
 }
 
-/// Boot time: `taken_at` minus uptime.
-fn boot_time(node: &SimNode) -> DateTime<Utc> {
-    let uptime = i64::try_from(node.snapshot.host.uptime_s).unwrap_or(0);
-    taken_at(&node.snapshot) - Duration::seconds(uptime)
-}
-
-/// The current boot's ID as journalctl prints it (32 hex digits): a random
-/// (version 4) UUID on a real node, here derived from the host name and
-/// boot time so it stays the same from run to run.
-fn boot_id(node: &SimNode) -> String {
-    let seed = format!(
-        "{} {}",
-        node.snapshot.host.hostname,
-        boot_time(node).to_rfc3339()
-    );
-    let mut id: [u8; 16] = Sha256::digest(seed.as_bytes())[..16]
-        .try_into()
-        .unwrap_or_default();
-    id[6] = (id[6] & 0x0f) | 0x40;
-    id[8] = (id[8] & 0x3f) | 0x80;
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `journalctl --list-boots`: the one boot the journal holds, from boot
-/// to `taken_at` (the node's present), as systemd 249 prints it.
-fn list_boots(node: &SimNode) -> String {
-    let stamp = |t: DateTime<Utc>| t.format("%a %Y-%m-%d %H:%M:%S UTC").to_string();
-    format!(
-        "{:>2} {} {}\u{2014}{}\n",
-        0,
-        boot_id(node),
-        stamp(boot_time(node)),
-        stamp(taken_at(&node.snapshot))
-    )
+/// The current boot's time: `taken_at` minus uptime.
+pub(super) fn boot_time(snap: &Snapshot) -> DateTime<Utc> {
+    let uptime = i64::try_from(snap.host.uptime_s).unwrap_or(0);
+    taken_at(snap) - Duration::seconds(uptime)
 }
 
 /// Wall time of a line.
-fn wall(boot: DateTime<Utc>, line: &Line) -> DateTime<Utc> {
+pub(super) fn wall(boot: DateTime<Utc>, line: &Line) -> DateTime<Utc> {
     let micros = (line.secs.unwrap_or(0.0) * 1e6).round() as i64;
     boot + Duration::microseconds(micros)
 }
 
 /// A level given by name or number.
-fn level(name: &str) -> Option<u8> {
+pub(super) fn level(name: &str) -> Option<u8> {
     LEVELS
         .iter()
         .position(|l| l.eq_ignore_ascii_case(name))
@@ -109,7 +75,7 @@ fn level(name: &str) -> Option<u8> {
 /// Splits GNU-style arguments into (flag, inline value) pairs: `--opt=v`,
 /// `-abc` (three flags), `-lerr` (flag `l` with value `err` when `l` takes
 /// one). `takes_value` says which short flags take a value.
-fn split_flags(args: &[String], takes_value: &str) -> Vec<(String, Option<String>)> {
+pub(super) fn split_flags(args: &[String], takes_value: &str) -> Vec<(String, Option<String>)> {
     let mut out = Vec::new();
     for arg in args {
         if let Some(long) = arg.strip_prefix("--") {
@@ -135,7 +101,7 @@ fn split_flags(args: &[String], takes_value: &str) -> Vec<(String, Option<String
 }
 
 /// Takes a flag's value: inline, or the next pair when that is a bare word.
-fn take_value(
+pub(super) fn take_value(
     pairs: &mut std::iter::Peekable<std::vec::IntoIter<(String, Option<String>)>>,
     inline: Option<String>,
 ) -> Option<String> {
@@ -206,9 +172,9 @@ pub(crate) fn dmesg(node: &SimNode, args: &[String]) -> CommandOutput {
             f => return usage(format!("bad usage: unexpected argument '{f}'")),
         }
     }
-    let boot = boot_time(node);
+    let boot = boot_time(&node.snapshot);
     let mut out = String::new();
-    for l in lines(node) {
+    for l in lines(&node.kernel_log, &node.kernel_levels) {
         if levels.as_ref().is_some_and(|w| !w.contains(&l.level)) {
             continue;
         }
@@ -234,107 +200,6 @@ pub(crate) fn dmesg(node: &SimNode, args: &[String]) -> CommandOutput {
         out += &body;
         out.push('\n');
     }
-    CommandOutput::ok(out)
-}
-
-/// Answers `journalctl ARGS` (kernel messages only: the simulated journal
-/// holds nothing else).
-pub(crate) fn journalctl(node: &SimNode, args: &[String]) -> CommandOutput {
-    let usage = |msg: String| CommandOutput::fail(format!("journalctl: {msg}\n"), 1);
-    let pairs = split_flags(args, "bopgn");
-    let mut boots = false;
-    let mut output = "short".to_string();
-    let mut grep = None;
-    let mut max_level = 7u8;
-    let mut limit: Option<usize> = None;
-    let mut pairs = pairs.into_iter().peekable();
-    while let Some((flag, inline)) = pairs.next() {
-        match flag.as_str() {
-            "-k" | "--dmesg" | "--no-pager" | "-q" | "--quiet" | "--no-hostname" => {}
-            "--list-boots" => boots = true,
-            "-b" | "--boot" => {
-                if let Some(b) = take_value(&mut pairs, inline)
-                    && !["0", "-0", "all"].contains(&b.as_str())
-                    && !b.eq_ignore_ascii_case(&boot_id(node))
-                {
-                    return usage(format!(
-                        "Data from the specified boot ({b}) is not available: No such boot ID in journal"
-                    ));
-                }
-            }
-            "-o" | "--output" => match take_value(&mut pairs, inline) {
-                Some(o) => output = o,
-                None => return usage("option requires an argument -- 'o'".into()),
-            },
-            "-g" | "--grep" => match take_value(&mut pairs, inline) {
-                Some(g) => grep = Some(g),
-                None => return usage("option requires an argument -- 'g'".into()),
-            },
-            "-p" | "--priority" => {
-                match take_value(&mut pairs, inline).as_deref().and_then(level) {
-                    Some(l) => max_level = l,
-                    None => return usage("Failed to parse log level".into()),
-                }
-            }
-            "-n" | "--lines" => match take_value(&mut pairs, inline).map(|n| n.parse()) {
-                Some(Ok(n)) => limit = Some(n),
-                _ => return usage("Failed to parse lines".into()),
-            },
-            f if f.starts_with("--") => return usage(format!("unrecognized option '{f}'")),
-            f if f.starts_with('-') => return usage(format!("invalid option -- '{}'", &f[1..])),
-            f => return usage(format!("Failed to add match '{f}': Invalid argument")),
-        }
-    }
-    if boots {
-        return CommandOutput::ok(list_boots(node));
-    }
-    let pattern = match grep {
-        Some(g) => {
-            // journalctl is case-insensitive when the pattern is all lower case.
-            let smart = !g.chars().any(char::is_uppercase);
-            match RegexBuilder::new(&g).case_insensitive(smart).build() {
-                Ok(r) => Some(r),
-                Err(e) => return usage(format!("Failed to compile pattern: {e}")),
-            }
-        }
-        None => None,
-    };
-    let host = &node.snapshot.host.hostname;
-    let boot = boot_time(node);
-    let mut rendered = Vec::new();
-    for l in lines(node) {
-        if l.level > max_level || pattern.as_ref().is_some_and(|p| !p.is_match(l.msg)) {
-            continue;
-        }
-        let t = wall(boot, &l);
-        rendered.push(match output.as_str() {
-            "short" => format!("{} {host} kernel: {}", t.format("%b %d %H:%M:%S"), l.msg),
-            "short-iso" => format!(
-                "{} {host} kernel: {}",
-                t.format("%Y-%m-%dT%H:%M:%S+00:00"),
-                l.msg
-            ),
-            "short-precise" => format!(
-                "{} {host} kernel: {}",
-                t.format("%b %d %H:%M:%S%.6f"),
-                l.msg
-            ),
-            "short-monotonic" => {
-                format!("[{:>12.6}] {host} kernel: {}", l.secs.unwrap_or(0.0), l.msg)
-            }
-            "cat" => l.msg.to_string(),
-            other => return usage(format!("Unknown output format '{other}'.")),
-        });
-    }
-    if let Some(n) = limit {
-        let skip = rendered.len().saturating_sub(n);
-        rendered.drain(..skip);
-    }
-    let mut out = rendered.join("\n");
-    if rendered.is_empty() {
-        out.push_str("-- No entries --");
-    }
-    out.push('\n');
     CommandOutput::ok(out)
 }
 

@@ -11,7 +11,9 @@
 //!   `--query-compute-apps`, `topo -m`, `topo -p2p`, `nvlink`).
 //! - [`nvidia_monitor`]: `nvidia-smi dmon` and `nvidia-smi pmon`.
 //! - [`lspci`]: `lspci` over the node's GPU-class PCI devices.
-//! - [`kernel_log`]: `dmesg`, `journalctl -k` and `journalctl --list-boots`.
+//! - [`kernel_log`]: `dmesg`, and the log lines and flags `journalctl` shares.
+//! - [`journal`]: `journalctl` over the current and earlier boots.
+//! - [`time_spec`]: the `--since` / `--until` times, on the node's clock.
 //!
 //! # Dispatch
 //! A command line is answered by, in order: a `[[canned]]` entry with the
@@ -25,11 +27,13 @@
 //! assert!(out.stdout.contains("Unable to determine the device handle"));
 //! ```
 
+pub mod journal;
 pub mod kernel_log;
 pub mod lspci;
 pub mod node;
 pub mod nvidia_monitor;
 pub mod nvidia_smi;
+pub mod time_spec;
 
 use chrono::{DateTime, Utc};
 
@@ -105,7 +109,7 @@ impl SimNode {
             "nvidia-smi" if self.has_nvidia_driver() => nvidia_smi::run(self, args),
             "lspci" => lspci::run(self, args),
             "dmesg" => kernel_log::dmesg(self, args),
-            "journalctl" => kernel_log::journalctl(self, args),
+            "journalctl" => journal::journalctl(self, args),
             _ => CommandOutput::fail(format!("bash: {name}: command not found\n"), 127),
         }
     }

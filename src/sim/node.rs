@@ -11,11 +11,13 @@
 use std::ops::Range;
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use include_dir::{Dir, include_dir};
 use serde::{Deserialize, Serialize};
 use toml::{Spanned, Table, Value};
 
 use super::CommandOutput;
+use super::kernel_log::{boot_time, lines, wall};
 use crate::checks::Severity;
 use crate::probe::kernel_log::parse_xids;
 use crate::probe::{
@@ -42,6 +44,19 @@ pub struct SimNode {
     pub(crate) kernel_levels: Vec<u8>,
     /// Fixed answers to exact command lines, checked before the simulators.
     pub(crate) canned: Vec<Canned>,
+    /// Earlier boots the journal still holds, most recent first.
+    pub(crate) previous_boots: Vec<PreviousBoot>,
+}
+
+/// An earlier boot in the node's journal (`journalctl -b -1`).
+#[derive(Debug, Clone)]
+pub(crate) struct PreviousBoot {
+    /// When it booted.
+    pub(crate) booted_at: DateTime<Utc>,
+    /// Its kernel log as plain `dmesg` printed it, oldest first.
+    pub(crate) log: Vec<String>,
+    /// Syslog level of each line of `log`.
+    pub(crate) levels: Vec<u8>,
 }
 
 /// What `sigma doctor` must report on a simulated node.
@@ -242,6 +257,8 @@ struct KernelSection {
     source: Option<String>,
     #[serde(default)]
     log: String,
+    #[serde(default)]
+    previous_boots: Vec<PreviousBootEntry>,
 }
 
 impl Default for KernelSection {
@@ -249,8 +266,17 @@ impl Default for KernelSection {
         Self {
             source: default_kernel_log_source(),
             log: String::new(),
+            previous_boots: Vec::new(),
         }
     }
+}
+
+/// `[[kernel.previous_boots]]`: an earlier boot's kernel log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviousBootEntry {
+    booted_at: Spanned<String>,
+    log: String,
 }
 
 fn default_kernel_log_source() -> Option<String> {
@@ -323,6 +349,7 @@ fn parse(name: &str, file: &str, text: &str) -> Result<SimNode, SimError> {
         kernel_log_source: raw.kernel.source,
         unavailable: raw.unavailable,
     };
+    let previous_boots = previous_boots(&ctx, raw.kernel.previous_boots, boot_time(&snapshot))?;
     Ok(SimNode {
         name: name.to_string(),
         description: raw.node.description,
@@ -331,7 +358,48 @@ fn parse(name: &str, file: &str, text: &str) -> Result<SimNode, SimError> {
         expect,
         kernel_levels,
         canned,
+        previous_boots,
     })
+}
+
+/// The `[[kernel.previous_boots]]` entries, checked: each `booted_at` is
+/// RFC 3339 and each boot ends (its last line) before the next one starts,
+/// most recent first, so `-b -1` is the first entry.
+fn previous_boots(
+    ctx: &FileText,
+    entries: Vec<PreviousBootEntry>,
+    current_boot: DateTime<Utc>,
+) -> Result<Vec<PreviousBoot>, SimError> {
+    let mut next_start = current_boot;
+    let mut boots = Vec::new();
+    for entry in entries {
+        let span = entry.booted_at.span();
+        let booted_at = DateTime::parse_from_rfc3339(entry.booted_at.get_ref())
+            .map_err(|e| {
+                ctx.error(
+                    Some(span.clone()),
+                    &format!("booted_at is not an RFC 3339 time: {e}"),
+                )
+            })?
+            .with_timezone(&Utc);
+        let (log, levels) = split_levels(&entry.log);
+        let ended_at = lines(&log, &levels)
+            .last()
+            .map_or(booted_at, |l| wall(booted_at, l));
+        if ended_at >= next_start {
+            return Err(ctx.error(
+                Some(span),
+                "a previous boot must end before the next one starts (list the most recent first)",
+            ));
+        }
+        next_start = booted_at;
+        boots.push(PreviousBoot {
+            booted_at,
+            log,
+            levels,
+        });
+    }
+    Ok(boots)
 }
 
 /// Each `[[gpus]]` entry merged over `[gpu_defaults]` (except lost GPUs,
@@ -510,6 +578,43 @@ mod tests {
         let (lines, levels) = split_levels("<3>[ 1.0] bad\n\n[ 2.0] fine\n<12>[ 3.0] user warn");
         assert_eq!(lines, ["[ 1.0] bad", "[ 2.0] fine", "[ 3.0] user warn"]);
         assert_eq!(levels, [3, 6, 4]);
+    }
+
+    #[test]
+    fn previous_boots_load_most_recent_first_and_must_not_overlap() {
+        let base = "[node]\ndescription = \"t\"\ntaken_at = \"2026-11-28T07:00:00Z\"\n\
+                    [expect]\ndoctor_exit = 0\n[host]\nhostname = \"t\"\nuptime_s = 3600\n";
+        let boot = |at: &str, last: &str| {
+            format!("[[kernel.previous_boots]]\nbooted_at = \"{at}\"\nlog = \"[{last}] reboot\"\n")
+        };
+        let good = format!(
+            "{base}{}{}",
+            boot("2026-11-27T00:00:00Z", "60.0"),
+            boot("2026-11-26T00:00:00Z", "0.5")
+        );
+        let node = parse("t", "t.toml", &good).unwrap();
+        let starts: Vec<String> = node
+            .previous_boots
+            .iter()
+            .map(|b| b.booted_at.to_rfc3339())
+            .collect();
+        assert_eq!(
+            starts,
+            ["2026-11-27T00:00:00+00:00", "2026-11-26T00:00:00+00:00"]
+        );
+        // The current boot started at 06:00; a boot still logging then overlaps.
+        let overlapping = format!("{base}{}", boot("2026-11-28T05:59:00Z", "120.0"));
+        let err = parse("t", "t.toml", &overlapping).unwrap_err().to_string();
+        assert!(err.contains("must end before the next one starts"), "{err}");
+        let oldest_first = format!(
+            "{base}{}{}",
+            boot("2026-11-26T00:00:00Z", "0.5"),
+            boot("2026-11-27T00:00:00Z", "60.0")
+        );
+        assert!(parse("t", "t.toml", &oldest_first).is_err());
+        let bad_time = format!("{base}{}", boot("yesterday", "1.0"));
+        let err = parse("t", "t.toml", &bad_time).unwrap_err().to_string();
+        assert!(err.contains("booted_at is not an RFC 3339 time"), "{err}");
     }
 
     #[test]

@@ -733,6 +733,8 @@ pub fn apply(snapshot: &mut Snapshot, fact: &Fact) {
         "power.draw" => g.power_draw_w = n.or(g.power_draw_w),
         "power.limit" | "enforced.power.limit" => g.power_limit_w = n.or(g.power_limit_w),
         "power.default_limit" => g.power_default_limit_w = n.or(g.power_default_limit_w),
+        "power.min_limit" => g.power_min_limit_w = n.or(g.power_min_limit_w),
+        "power.max_limit" => g.power_max_limit_w = n.or(g.power_max_limit_w),
         "clocks.sm" => g.clock_sm_mhz = small().or(g.clock_sm_mhz),
         "clocks.max.sm" => g.clock_sm_max_mhz = small().or(g.clock_sm_max_mhz),
         "clocks.mem" => g.clock_mem_mhz = small().or(g.clock_mem_mhz),

@@ -3,14 +3,16 @@
 //! This module parses the command line, selects the GPUs (`-i`) and answers
 //! `-L`, `nvlink` and the state-changing flags; one file each answers the
 //! larger families: [`summary`] (no arguments), [`report`] (`-q`),
-//! [`query`] (`--query-gpu`, `--query-compute-apps`) and [`topo`].
+//! [`query`] (`--query-gpu`, `--query-compute-apps`,
+//! `--query-remapped-rows`) and [`topo`].
 //!
 //! Supported: the summary table (no arguments), `-L`, `-q` with
 //! `-d SECTION[,SECTION]`, `--query-gpu=FIELDS --format=csv[,noheader][,nounits]`
 //! ([`query_gpu_fields`] lists the fields), `--query-compute-apps=...`,
-//! `topo -m`, `topo -p2p r|w|n|a|p`, `nvlink -s` / `-e`, and `dmon` / `pmon`
-//! (in [`super::nvidia_monitor`]); `-i`/`--id` (index, UUID or bus id)
-//! filters all of them. Layouts follow driver 550. A GPU with `lost = true` answers
+//! `--query-remapped-rows=...`, `topo -m`, `topo -p2p r|w|n|a|p`,
+//! `nvlink -s` / `-e` / `-c`, and `dmon` / `pmon` (in
+//! [`super::nvidia_monitor`]); `-i`/`--id` (index, UUID, board serial or PCI
+//! bus id in any spelling) filters all of them. Layouts follow driver 550. A GPU with `lost = true` answers
 //! `Unable to determine the device handle ...` and the exit code is 15, as
 //! with the real tool. State-changing flags (`-r`, `-pm`, `-pl`, ...) answer
 //! "Insufficient Permissions" (exit 4): a simulated node never changes.
@@ -25,7 +27,7 @@ use std::fmt::Write as _;
 use super::{CommandOutput, SimNode, nvidia_monitor, taken_at};
 use crate::probe::{Gpu, Snapshot, normalize_bus_id};
 pub use query::query_gpu_fields;
-use query::{query_apps, query_gpu};
+use query::{query_apps, query_gpu, query_remapped};
 use report::query;
 use summary::summary;
 use topo::{p2p, topo};
@@ -51,11 +53,15 @@ enum Mode {
     Query,
     QueryGpu(String),
     QueryApps(String),
+    /// `--query-remapped-rows=FIELDS`.
+    QueryRemapped(String),
     Topo,
     /// `topo -p2p CAP`: the peer-to-peer status matrix for one capability.
     P2p(P2pCap),
     NvlinkStatus,
     NvlinkErrors,
+    /// `nvlink -c`: what each active link supports.
+    NvlinkCapabilities,
     /// A flag that changes GPU state; the text names the action.
     StateChange(&'static str),
 }
@@ -131,6 +137,17 @@ const STATE_FLAGS: &[(&str, &str, bool, &str)] = &[
     ("-mig", "--multi-instance-gpu", true, "set MIG mode"),
 ];
 
+/// `nvlink -c`'s lines for one link, in nvidia-smi's order, with the
+/// answers of an SXM board on an NVLink fabric.
+const NVLINK_CAPABILITIES: [(&str, bool); 6] = [
+    ("P2P is supported", true),
+    ("Access to system memory supported", true),
+    ("P2P atomics supported", true),
+    ("System memory atomics supported", true),
+    ("SLI is supported", true),
+    ("Link is supported", false),
+];
+
 /// Answers `nvidia-smi ARGS`.
 pub(crate) fn run(node: &SimNode, args: &[String]) -> CommandOutput {
     match args.first().map(String::as_str) {
@@ -157,6 +174,9 @@ pub(crate) fn run(node: &SimNode, args: &[String]) -> CommandOutput {
         Mode::Query => query(snap, &gpus, parsed.display.as_deref()),
         Mode::QueryGpu(fields) => query_gpu(snap, &gpus, &fields, parsed.format.as_deref()),
         Mode::QueryApps(fields) => query_apps(snap, &gpus, &fields, parsed.format.as_deref()),
+        Mode::QueryRemapped(fields) => {
+            query_remapped(snap, &gpus, &fields, parsed.format.as_deref())
+        }
         Mode::NvlinkStatus => per_gpu(&gpus, |g, out| {
             let _ = writeln!(out, "GPU {}: {} (UUID: {})", g.index, g.name, g.uuid);
             for l in &g.nvlinks {
@@ -178,6 +198,16 @@ pub(crate) fn run(node: &SimNode, args: &[String]) -> CommandOutput {
                 let _ = writeln!(out, "\t Link {n}: Recovery Errors: {}", l.recovery_errors);
                 let _ = writeln!(out, "\t Link {n}: CRC Flit Errors: {}", l.crc_flit_errors);
                 let _ = writeln!(out, "\t Link {n}: CRC Data Errors: {}", l.crc_data_errors);
+            }
+        }),
+        Mode::NvlinkCapabilities => per_gpu(&gpus, |g, out| {
+            let _ = writeln!(out, "GPU {}: {} (UUID: {})", g.index, g.name, g.uuid);
+            // Only links that are up report capabilities; every simulated
+            // link answers as an A100 or H100 SXM board's does.
+            for l in g.nvlinks.iter().filter(|l| l.active) {
+                for (what, supported) in NVLINK_CAPABILITIES {
+                    let _ = writeln!(out, "\t Link {}, {what}: {supported}", l.link);
+                }
             }
         }),
         Mode::StateChange(action) => {
@@ -250,6 +280,9 @@ fn parse_args(args: &[String]) -> Option<Args> {
             }
             (Some("nvlink"), "-s" | "--status") => set_mode(&mut out, Mode::NvlinkStatus)?,
             (Some("nvlink"), "-e" | "--errorcounters") => set_mode(&mut out, Mode::NvlinkErrors)?,
+            (Some("nvlink"), "-c" | "--capabilities") => {
+                set_mode(&mut out, Mode::NvlinkCapabilities)?
+            }
             (Some(_), _) => return None,
             (None, "-h" | "--help") => set_mode(&mut out, Mode::Help)?,
             (None, "-L" | "--list-gpus") => set_mode(&mut out, Mode::List)?,
@@ -263,6 +296,10 @@ fn parse_args(args: &[String]) -> Option<Args> {
             (None, "--query-compute-apps") => {
                 let v = value(&mut rest)?;
                 set_mode(&mut out, Mode::QueryApps(v))?
+            }
+            (None, "--query-remapped-rows") => {
+                let v = value(&mut rest)?;
+                set_mode(&mut out, Mode::QueryRemapped(v))?
             }
             (None, f) => {
                 let &(_, _, takes_value, action) = STATE_FLAGS
@@ -278,10 +315,16 @@ fn parse_args(args: &[String]) -> Option<Args> {
     let valid = match (&out.mode, sub) {
         (_, Some(_)) => matches!(
             out.mode,
-            Mode::Topo | Mode::P2p(_) | Mode::NvlinkStatus | Mode::NvlinkErrors
+            Mode::Topo
+                | Mode::P2p(_)
+                | Mode::NvlinkStatus
+                | Mode::NvlinkErrors
+                | Mode::NvlinkCapabilities
         ),
         (Mode::Query, _) => out.format.is_none(),
-        (Mode::QueryGpu(_) | Mode::QueryApps(_), _) => out.format.is_some(),
+        (Mode::QueryGpu(_) | Mode::QueryApps(_) | Mode::QueryRemapped(_), _) => {
+            out.format.is_some()
+        }
         _ => out.display.is_none() && out.format.is_none(),
     };
     valid.then_some(out)
@@ -306,19 +349,30 @@ fn select<'a>(snap: &'a Snapshot, ids: Option<&str>) -> Result<Vec<&'a Gpu>, ()>
     };
     let mut chosen = Vec::new();
     for id in ids.split(',').map(str::trim) {
-        let g = gpus
-            .iter()
-            .find(|g| {
-                id.parse::<u32>().ok() == Some(g.index)
-                    || g.uuid.eq_ignore_ascii_case(id)
-                    || (id.contains(':') && normalize_bus_id(id) == normalize_bus_id(&g.pci_bus_id))
-            })
-            .ok_or(())?;
+        let g = gpus.iter().find(|g| names_gpu(id, g)).ok_or(())?;
         if !chosen.iter().any(|c: &&Gpu| c.index == g.index) {
             chosen.push(*g);
         }
     }
     Ok(chosen)
+}
+
+/// Whether `-i ID` names `g`: its index, UUID, board serial number, or
+/// PCI bus id (`domain:bus:device.function` in hex, the domain and the
+/// function optional, any case, so `00000000:B7:00.0`, `0000:b7:00.0` and
+/// `b7:00.0` are one GPU).
+fn names_gpu(id: &str, g: &Gpu) -> bool {
+    if id.parse::<u32>().is_ok_and(|index| index == g.index)
+        || g.uuid.eq_ignore_ascii_case(id)
+        || g.serial.as_deref() == Some(id)
+    {
+        return true;
+    }
+    // normalize_bus_id drops the function; a GPU is always function 0.
+    let function = id.split_once('.').map_or("0", |(_, f)| f);
+    id.contains(':')
+        && function.trim_start_matches('0').is_empty()
+        && normalize_bus_id(id) == normalize_bus_id(&g.pci_bus_id)
 }
 
 /// The error nvidia-smi prints for a GPU that fell off the bus.
@@ -363,8 +417,9 @@ fn help() -> String {
     "NVIDIA System Management Interface -- v(simulated)\n\n\
      Simulated by sigma. Supported: (no options), -L, -q [-d SECTIONS], \
      --query-gpu=FIELDS --format=csv[,noheader][,nounits], \
-     --query-compute-apps=FIELDS --format=csv, topo -m, topo -p2p r|w|n|a|p, \
-     nvlink -s|-e, dmon, pmon, -i ID.\n"
+     --query-compute-apps=FIELDS --format=csv, \
+     --query-remapped-rows=FIELDS --format=csv, topo -m, topo -p2p r|w|n|a|p, \
+     nvlink -s|-e|-c, dmon, pmon, -i ID.\n"
         .to_string()
 }
 
@@ -454,6 +509,47 @@ mod tests {
             parse_args(&args("-r")).unwrap().mode,
             Mode::StateChange("reset GPU")
         );
+    }
+
+    #[test]
+    fn parses_remapped_rows_and_nvlink_capabilities() {
+        let a = parse_args(&args("--query-remapped-rows=gpu_bus_id --format=csv -i 1")).unwrap();
+        assert_eq!(a.mode, Mode::QueryRemapped("gpu_bus_id".into()));
+        assert!(parse_args(&args("--query-remapped-rows=gpu_bus_id")).is_none());
+        assert_eq!(
+            parse_args(&args("nvlink --capabilities -i 0"))
+                .unwrap()
+                .mode,
+            Mode::NvlinkCapabilities
+        );
+        assert!(parse_args(&args("-c")).is_none(), "-c needs a compute mode");
+    }
+
+    #[test]
+    fn ids_name_a_gpu_by_index_uuid_serial_or_any_bus_id_spelling() {
+        let g = Gpu {
+            index: 3,
+            uuid: "GPU-abc".into(),
+            serial: Some("1654922012345".into()),
+            pci_bus_id: "00000000:B7:00.0".into(),
+            ..Gpu::default()
+        };
+        for id in [
+            "3",
+            "gpu-ABC",
+            "1654922012345",
+            "00000000:B7:00.0",
+            "00000000:b7:00.0",
+            "0000:b7:00.0",
+            "0000:B7:00",
+            "b7:00.0",
+            "B7:00.0",
+        ] {
+            assert!(names_gpu(id, &g), "{id}");
+        }
+        for id in ["4", "b7:00.1", "0001:b7:00.0", "b8:00.0", "GPU-abd", "b7"] {
+            assert!(!names_gpu(id, &g), "{id}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! `--query-gpu=FIELDS` and `--query-compute-apps=FIELDS` with
-//! `--format=csv[,noheader][,nounits]`: the field tables and the CSV
-//! writer.
+//! `--query-gpu=FIELDS`, `--query-compute-apps=FIELDS` and
+//! `--query-remapped-rows=FIELDS` with `--format=csv[,noheader][,nounits]`:
+//! the field tables and the CSV writer.
 
 use std::sync::LazyLock;
 
@@ -68,6 +68,29 @@ fn reason_bit(r: ClockEventReason) -> u64 {
         R::HwPowerBrakeSlowdown => 0x80,
         R::DisplayClockSetting => 0x100,
     }
+}
+
+/// `temperature.gpu.tlimit`: degrees left before the slowdown threshold
+/// (NVML's margin temperature, `nvmlDeviceGetMarginTemperature`); negative
+/// once the GPU is past it.
+fn tlimit(g: &Gpu) -> V {
+    match (g.temperature_slowdown_c, g.temperature_c) {
+        (Some(slowdown), Some(now)) => V::Val((i64::from(slowdown) - i64::from(now)).to_string()),
+        _ => V::NA,
+    }
+}
+
+/// `fabric.state`: `[N/A]` on a GPU without an NVLink fabric.
+fn fabric_state(g: &Gpu) -> V {
+    g.fabric.as_ref().map_or(V::NA, |f| V::Val(f.state.clone()))
+}
+
+/// `fabric.status`. Before registration completes nvidia-smi prints a bare
+/// `N/A` here (not `[N/A]`), as its state is known but has no result yet.
+fn fabric_status(g: &Gpu) -> V {
+    g.fabric.as_ref().map_or(V::NA, |f| {
+        V::Val(f.status.clone().unwrap_or_else(|| "N/A".to_string()))
+    })
 }
 
 fn mask(reasons: &[ClockEventReason]) -> V {
@@ -145,6 +168,7 @@ static FIELDS: &[Field] = {
         f("pstate", |g, _| n(g.pstate.as_ref())),
         u("fan.speed", "%", |g, _| n(g.fan_pct)),
         f("temperature.gpu", |g, _| n(g.temperature_c)),
+        f("temperature.gpu.tlimit", |g, _| tlimit(g)),
         f("temperature.memory", |g, _| n(g.memory_temperature_c)),
         u("power.draw", "W", |g, _| watts(g.power_draw_w)),
         u("power.limit", "W", |g, _| watts(g.power_limit_w)),
@@ -152,6 +176,8 @@ static FIELDS: &[Field] = {
         u("power.default_limit", "W", |g, _| {
             watts(g.power_default_limit_w)
         }),
+        u("power.min_limit", "W", |g, _| watts(g.power_min_limit_w)),
+        u("power.max_limit", "W", |g, _| watts(g.power_max_limit_w)),
         u("clocks.current.graphics", "MHz", |g, _| n(g.clock_sm_mhz)),
         u("clocks.gr", "MHz", |g, _| n(g.clock_sm_mhz)),
         u("clocks.current.sm", "MHz", |g, _| n(g.clock_sm_mhz)),
@@ -299,6 +325,8 @@ static FIELDS: &[Field] = {
         f("pcie.replay_counter", |g, _| {
             n(g.pcie.as_ref().and_then(|p| p.replay_count))
         }),
+        f("fabric.state", |g, _| fabric_state(g)),
+        f("fabric.status", |g, _| fabric_status(g)),
     ]
 };
 
@@ -410,6 +438,31 @@ pub(super) fn query_gpu(
     out
 }
 
+/// The fields `--query-remapped-rows` takes (`--help-query-remapped-rows`).
+/// Each is also a `--query-gpu` field with the same values, one row per GPU.
+const REMAPPED_FIELDS: [&str; 6] = [
+    "gpu_bus_id",
+    "gpu_uuid",
+    "remapped_rows.correctable",
+    "remapped_rows.uncorrectable",
+    "remapped_rows.pending",
+    "remapped_rows.failure",
+];
+
+/// `--query-remapped-rows=FIELDS`: `--query-gpu` limited to
+/// [`REMAPPED_FIELDS`], so both print the same values.
+pub(super) fn query_remapped(
+    snap: &Snapshot,
+    gpus: &[&Gpu],
+    fields: &str,
+    format: Option<&str>,
+) -> CommandOutput {
+    if let Err(e) = resolve(fields, &REMAPPED_FIELDS, |f| *f) {
+        return e;
+    }
+    query_gpu(snap, gpus, fields, format)
+}
+
 /// One `--query-compute-apps` field.
 struct AppField {
     name: &'static str,
@@ -511,6 +564,50 @@ mod tests {
         );
         assert_eq!(csv_format(Some("json")), None);
         assert_eq!(csv_format(None), None);
+    }
+
+    fn shown(v: V) -> String {
+        csv_row(std::iter::once((v, None)), true)
+    }
+
+    #[test]
+    fn tlimit_is_the_margin_to_slowdown() {
+        let mut g = Gpu {
+            temperature_c: Some(52),
+            temperature_slowdown_c: Some(87),
+            ..Gpu::default()
+        };
+        assert_eq!(shown(tlimit(&g)), "35\n");
+        g.temperature_c = Some(89);
+        assert_eq!(shown(tlimit(&g)), "-2\n");
+        g.temperature_slowdown_c = None;
+        assert_eq!(shown(tlimit(&g)), "[N/A]\n");
+    }
+
+    #[test]
+    fn fabric_is_na_without_nvswitch_and_status_waits_for_completion() {
+        let mut g = Gpu::default();
+        assert_eq!(shown(fabric_state(&g)), "[N/A]\n");
+        assert_eq!(shown(fabric_status(&g)), "[N/A]\n");
+        g.fabric = Some(crate::probe::GpuFabric {
+            state: "In Progress".into(),
+            status: None,
+        });
+        assert_eq!(shown(fabric_state(&g)), "In Progress\n");
+        assert_eq!(shown(fabric_status(&g)), "N/A\n");
+    }
+
+    #[test]
+    fn remapped_rows_take_only_their_own_fields() {
+        let snap = Snapshot::default();
+        let out = query_remapped(&snap, &[], "gpu_uuid,index", Some("csv"));
+        assert_eq!(
+            out.stdout,
+            "Field \"index\" is not a valid field to query.\n\n"
+        );
+        assert_eq!(out.exit_code, EXIT_USAGE);
+        let out = query_remapped(&snap, &[], "gpu_uuid,remapped_rows.pending", Some("csv"));
+        assert_eq!(out.stdout, "gpu_uuid, remapped_rows.pending\n");
     }
 
     #[test]

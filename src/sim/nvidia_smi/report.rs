@@ -277,6 +277,8 @@ fn query_section(section: &str, g: &Gpu, o: &mut String) {
             kv(o, 8, "Power Draw", watts(g.power_draw_w));
             kv(o, 8, "Current Power Limit", watts(g.power_limit_w));
             kv(o, 8, "Default Power Limit", watts(g.power_default_limit_w));
+            kv(o, 8, "Min Power Limit", watts(g.power_min_limit_w));
+            kv(o, 8, "Max Power Limit", watts(g.power_max_limit_w));
         }
         "CLOCK" => {
             let mhz = |v: Option<u32>| unit(v.map(u64::from), "MHz");
