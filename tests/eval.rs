@@ -489,17 +489,14 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
     let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     let all = loaded.scenarios;
-    assert_eq!(all.len(), 240);
+    assert_eq!(all.len(), 280);
     let report = score(&all, oracle(&all));
     assert_eq!(report.overall.accuracy, 1.0);
     assert_eq!(report.overall.violations, 0.0);
 
-    // Sets 1 to 5, read and learned from. Set 6 was first scored unseen
-    // at 42.5% (docs/EVAL.md) and is not held to this floor yet.
-    let scenarios: Vec<Scenario> = all
-        .into_iter()
-        .filter(|s| !s.id.starts_with("h6-"))
-        .collect();
+    // Every set, all read and learned from after their first scoring
+    // (docs/EVAL.md gives those): no violation, and the accuracy reached.
+    let scenarios = all;
     let mut ranker = sigma::copilot::retrieval::RetrievalAssistant;
     let cases = eval::evaluate(&scenarios, &mut ranker, &mut |_| {});
     let report = Report::new("ranker", cases, Vec::new());
@@ -512,7 +509,7 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
         .map(|c| &c.id)
         .collect();
     assert!(violations.is_empty(), "{violations:#?}");
-    assert!(o.accuracy >= 0.59, "accuracy {:.3}", o.accuracy);
+    assert!(o.accuracy >= 0.62, "accuracy {:.3}", o.accuracy);
 }
 
 /// The diagnosis track with the model-free assistant: the template answers

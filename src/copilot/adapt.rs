@@ -119,6 +119,15 @@ impl Targets {
     pub fn of(question: &str, snapshot: &Snapshot) -> Targets {
         let mut gpus = Vec::new();
         for c in gpu_regex().captures_iter(question) {
+            // "GPU 00000000:B7:00.0" names a bus id, not GPU 0.
+            let after = &question[c.get(0).map_or(0, |m| m.end())..];
+            let mut next = after.chars();
+            if matches!(
+                (next.next(), next.next()),
+                (Some(':'), _) | (Some('.'), Some('0'..='9'))
+            ) {
+                continue;
+            }
             let Ok(first) = c[1].parse::<u32>() else {
                 continue;
             };
@@ -221,7 +230,7 @@ pub fn adapt(command: &str, targets: &Targets) -> String {
         words.split(|w| w == "|").map(<[String]>::to_vec).collect();
     // A state change applies to exactly the GPUs named, several included
     // (`-i 2,5`); a read-only answer about several is the whole table.
-    let exact = guard::check(command).tier == guard::Tier::StateChanging;
+    let exact = targets.gpus.len() > 1 && guard::check(command).tier == guard::Tier::StateChanging;
     if let Some(first) = segments.first_mut() {
         scope_gpus(first, &targets.gpus, exact);
         set_values(first, targets);

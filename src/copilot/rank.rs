@@ -362,8 +362,10 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let first = search(format!("{expanded}{}", vendor.words()));
     let rest = search(format!("{with_findings}{}", vendor.words()));
     let mut shown: Vec<Shows> = Vec::new();
+    // Candidates come fitted to the question; a change comes fitted and
+    // checked, so nothing here may rewrite it.
     let mut push = |r: &Reference, out: &mut Vec<Reference>| {
-        let command = adapt::adapt(&r.command, &targets);
+        let command = r.command.clone();
         let key = guard::normalize(&command).unwrap_or_else(|| command.clone());
         // No candidate repeats what an earlier one already shows: a report
         // keeps only its sections not shown yet, anything else is dropped.
@@ -422,19 +424,29 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
         .collect();
     let solved = bank::nearest(&format!("{question} {}", words(question)), BANK_HITS);
     let first = fuse(&catalogue, &solved, &targets, intent, &vendor);
-    let rest: Vec<&Reference> = rest.into_iter().filter_map(read_or_heavy).collect();
+    let rest: Vec<Reference> = rest
+        .into_iter()
+        .filter_map(read_or_heavy)
+        .take(FUSED_HITS)
+        .map(|r| Reference {
+            command: adapt::adapt(&r.command, &targets),
+            ..r.clone()
+        })
+        .collect();
     for r in &first {
         if out.len() + 1 >= k.max(2) {
             break;
         }
         push(r, &mut out);
     }
-    for r in rest.iter().copied().chain(&first) {
+    for r in rest.iter().chain(&first) {
         if out.len() >= k {
             break;
         }
         push(r, &mut out);
     }
+    // The rule, once more on what leaves: no change but the one asked.
+    out.retain(|r| r.tier != Tier::StateChanging || request.allows(&r.command, snapshot));
     out
 }
 
