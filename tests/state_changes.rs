@@ -212,3 +212,29 @@ fn a_change_without_its_value_is_held_back_with_the_reason() {
         assert!(held.contains(missing), "{question}: {held}");
     }
 }
+
+#[test]
+fn the_gpus_of_the_asking_sentence_are_the_scope() {
+    let node = sigma::sim::load("h100x8-healthy").expect("simulated node");
+    let snapshot = &node.snapshot;
+    let findings = sigma::checks::run_all(snapshot);
+    for (question, expected) in [
+        (
+            "Please enable MIG mode on GPU 7 only. Leave GPUs 0 to 6 as they are.",
+            "nvidia-smi -i 7 -mig 1",
+        ),
+        (
+            "GPUs 2 and 3 are fine. Reset GPU 5, nothing else.",
+            "nvidia-smi -r -i 5",
+        ),
+        ("GPU 3 is hung and drained. Reset it.", "nvidia-smi -r -i 3"),
+    ] {
+        let candidates = rank::rank(question, snapshot, &findings, 3);
+        let changes: Vec<Option<String>> = candidates
+            .iter()
+            .filter(|c| c.tier == Tier::StateChanging)
+            .map(|c| guard::normalize(&c.command))
+            .collect();
+        assert_eq!(changes, vec![guard::normalize(expected)], "{question}");
+    }
+}

@@ -263,7 +263,9 @@ impl Intent {
         static NO_HEAVY: OnceLock<Regex> = OnceLock::new();
         let heavy = HEAVY.get_or_init(|| {
             Regex::new(
-                r"(?i)\b(?:run|benchmark|bench|test|tests|diag|diagnostic|stress|measure|bug report|collect)\b",
+                // "run" as a verb ("run a quick diag", "can you run"), not a
+                // noun ("our FSDP run", "the training run").
+                r"(?i)(?:^|[.!?;]\s*|\b(?:please|can you|could you|to|should i|let's|go ahead and|i want to|then)\s+)run\b|\b(?:sanity|quick|smoke|burn-in|nccl|bandwidth)\s+run\b|\b(?:benchmark|bench|test|tests|diag|diagnostic|stress|measure|bug report|collect)\b",
             )
             .expect("valid regex")
         });
@@ -397,9 +399,9 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     // confirms it): the best-matching catalogued change that is exactly the
     // kind, value and GPUs asked, or none (`change::Request::held_back`
     // says what is missing). A change never becomes another change.
-    let request = change::Request::of(&change_sentences(question), &targets, snapshot);
+    let (request, change_targets) = change_request(question, snapshot);
     let fitted = |r: &Reference| -> Option<Reference> {
-        let command = request.fit(&adapt::adapt(&r.command, &targets));
+        let command = request.fit(&adapt::adapt(&r.command, &change_targets));
         request.allows(&command, snapshot).then(|| Reference {
             purpose: change::describe(&command, snapshot).unwrap_or_else(|| r.purpose.clone()),
             command,
@@ -580,9 +582,27 @@ fn purpose_of(command: &str) -> String {
 /// When the question asks for a change that `candidates` do not offer,
 /// what is missing, as a sentence for the answer.
 pub fn held_back(question: &str, snapshot: &Snapshot, candidates: &[Reference]) -> Option<String> {
-    let targets = Targets::of(question, snapshot);
-    change::Request::of(&change_sentences(question), &targets, snapshot)
+    change_request(question, snapshot)
+        .0
         .held_back(candidates.iter().any(|r| r.tier == Tier::StateChanging))
+}
+
+/// The change the question asks for, and what it applies to: the GPUs the
+/// asking sentences name ("Enable MIG on GPU 7 only. Leave GPUs 0 to 6 as
+/// they are." is GPU 7), or the question's when they name none ("GPU 3 is
+/// hung. Reset it.").
+fn change_request(question: &str, snapshot: &Snapshot) -> (change::Request, Targets) {
+    let sentences = change_sentences(question);
+    let own = Targets::of(&sentences.join(". "), snapshot);
+    let targets = if own.gpus.is_empty() && !own.every {
+        Targets {
+            gpus: Targets::of(question, snapshot).gpus,
+            ..own
+        }
+    } else {
+        own
+    };
+    (change::Request::of(&sentences, &targets, snapshot), targets)
 }
 
 /// What an `nvidia-smi` command shows: the GPUs it selects and the report
