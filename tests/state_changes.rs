@@ -126,11 +126,17 @@ fn namings(snapshot: &Snapshot) -> Vec<(String, Option<String>)> {
     ]
 }
 
+/// The healthy 8-GPU node and its findings.
+fn healthy() -> (sigma::sim::SimNode, Vec<sigma::checks::Finding>) {
+    let node = sigma::sim::load("h100x8-healthy").expect("simulated node");
+    let findings = sigma::checks::run_all(&node.snapshot);
+    (node, findings)
+}
+
 #[test]
 fn no_state_change_of_a_wrong_kind_value_or_scope_is_ever_proposed() {
-    let node = sigma::sim::load("h100x8-healthy").expect("simulated node");
+    let (node, findings) = healthy();
     let snapshot = &node.snapshot;
-    let findings = sigma::checks::run_all(snapshot);
     let mut failures = Vec::new();
     let mut cases = 0;
     for kind in KINDS {
@@ -194,9 +200,8 @@ fn no_state_change_of_a_wrong_kind_value_or_scope_is_ever_proposed() {
 
 #[test]
 fn a_change_without_its_value_is_held_back_with_the_reason() {
-    let node = sigma::sim::load("h100x8-healthy").expect("simulated node");
+    let (node, findings) = healthy();
     let snapshot = &node.snapshot;
-    let findings = sigma::checks::run_all(snapshot);
     for (question, missing) in [
         ("lower the power limit of GPU 3", "say the value"),
         ("switch MIG mode on GPU 3", "on or off"),
@@ -215,9 +220,8 @@ fn a_change_without_its_value_is_held_back_with_the_reason() {
 
 #[test]
 fn the_gpus_of_the_asking_sentence_are_the_scope() {
-    let node = sigma::sim::load("h100x8-healthy").expect("simulated node");
+    let (node, findings) = healthy();
     let snapshot = &node.snapshot;
-    let findings = sigma::checks::run_all(snapshot);
     for (question, expected) in [
         (
             "Please enable MIG mode on GPU 7 only. Leave GPUs 0 to 6 as they are.",
