@@ -166,8 +166,8 @@ fn no_state_change_of_a_wrong_kind_value_or_scope_is_ever_proposed() {
                     // Exactly the change asked, first, and no other change.
                     Some(e) => {
                         changes.len() == 1
-                            && &changes[0]
-                                == &guard::normalize(&candidates[0].command).unwrap_or_default()
+                            && changes[0]
+                                == guard::normalize(&candidates[0].command).unwrap_or_default()
                             && &changes[0] == e
                     }
                     None => changes.is_empty(),

@@ -159,7 +159,7 @@ impl Targets {
         // "GPU 4 only, not all eight GPUs": the GPUs named win.
         static ONLY: OnceLock<Regex> = OnceLock::new();
         let only = regex(&ONLY, r"(?i)\bonly\b").is_match(question);
-        let every = every_gpu_regex().is_match(question) && !(only && !gpus.is_empty());
+        let every = every_gpu_regex().is_match(question) && (!only || gpus.is_empty());
         if every {
             gpus.clear();
         }

@@ -448,10 +448,12 @@ pub fn diagnose(question: &str, node: NodeContext<'_>, observations: &[Observati
         .findings
         .iter()
         .any(|f| f.severity >= Severity::Warning && f.gpu.is_some());
-    if !wanted.is_empty() && wanted.iter().all(|f| f.gpu.is_none()) && !gpu_problems {
-        if let Some(fine) = gpus_fine(snapshot) {
-            d.readings.push(fine);
-        }
+    if !wanted.is_empty()
+        && wanted.iter().all(|f| f.gpu.is_none())
+        && !gpu_problems
+        && let Some(fine) = gpus_fine(snapshot)
+    {
+        d.readings.push(fine);
     }
     if d.next.is_none() {
         d.next = wanted.first().map(|f| next_step(f, snapshot));
@@ -1053,19 +1055,17 @@ fn ruled_out(snapshot: &Snapshot, gpus: &[u32], wanted: &[&Finding], focus: &Foc
         && !g
             .clock_event_reasons
             .contains(&ClockEventReason::SwPowerCap)
+        && let (Some(d), Some(l)) = (g.power_draw_w, g.power_limit_w)
     {
-        if let (Some(d), Some(l)) = (g.power_draw_w, g.power_limit_w) {
-            out.push(format!("not power-limited: {} of {} W", num(d), num(l)));
-        }
+        out.push(format!("not power-limited: {} of {} W", num(d), num(l)));
     }
     if slowish
         && !has("throttle-thermal")
         && !has("temperature-near-slowdown")
         && thermal_words(g).is_none()
+        && let Some(t) = g.temperature_c
     {
-        if let Some(t) = g.temperature_c {
-            out.push(format!("not too hot: {t} °C"));
-        }
+        out.push(format!("not too hot: {t} °C"));
     }
     if slowish
         && !has("pcie-link-degraded")
