@@ -19,6 +19,7 @@ pub mod grounding;
 pub mod local;
 pub mod rank;
 pub mod retrieval;
+pub mod table;
 pub mod worker;
 
 use schemars::JsonSchema;

@@ -21,7 +21,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::adapt::{self, Targets};
-use super::{bank, change};
+use super::{bank, change, table};
 use crate::checks::{Finding, Severity};
 use crate::guard::{self, Tier, catalogue::Catalogue, catalogue::Tool};
 use crate::probe::Snapshot;
@@ -366,8 +366,24 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let mut shown: Vec<Shows> = Vec::new();
     // Candidates come fitted to the question; a change comes fitted and
     // checked, so nothing here may rewrite it.
+    let csv = table::asks_csv(question).then(|| table::format(question));
     let mut push = |r: &Reference, out: &mut Vec<Reference>| {
-        let command = r.command.clone();
+        // A table in the CSV format asked ("no header", "no units").
+        let command = match &csv {
+            Some(format) if r.command.contains("--format=csv") => r
+                .command
+                .split(' ')
+                .map(|w| {
+                    if w.starts_with("--format=csv") {
+                        format!("--format={format}")
+                    } else {
+                        w.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => r.command.clone(),
+        };
         let key = guard::normalize(&command).unwrap_or_else(|| command.clone());
         // No candidate repeats what an earlier one already shows: a report
         // keeps only its sections not shown yet, anything else is dropped.
@@ -425,7 +441,19 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
         .filter(|(_, r)| r.tier != Tier::StateChanging)
         .collect();
     let solved = bank::nearest(&format!("{question} {}", words(question)), BANK_HITS);
-    let first = fuse(&catalogue, &solved, &targets, intent, &vendor);
+    let mut first = fuse(&catalogue, &solved, &targets, intent, &vendor);
+    // The fields the question lists, when it lists them, are the table.
+    if let Some(listed) = table::listed(question) {
+        first.insert(
+            0,
+            Reference {
+                command: adapt::adapt(&listed, &targets),
+                purpose: "the fields asked, as the CSV asked".into(),
+                tier: Tier::ReadOnly,
+                implied: false,
+            },
+        );
+    }
     let rest: Vec<Reference> = rest
         .into_iter()
         .filter_map(read_or_heavy)
