@@ -347,19 +347,6 @@ fn drive(tag: &str, width: u16, height: u16, ascii: bool, rounds: u8) {
         |s| s.contains("exit code ") || !audit(&t.state_dir(), "execution").is_empty(),
     );
     check_ascii(&s);
-    if !run_seen {
-        // A long output pushes the `$` line out of a small pane: scroll
-        // the conversation back to it, then focus the proposals again.
-        t.keys(&["Tab"]);
-        for _ in 0..60 {
-            if t.screen().contains(&run_line) {
-                break;
-            }
-            t.keys(&["k"]);
-        }
-        assert!(t.screen().contains(&run_line), "{}", t.screen());
-        t.keys(&["BTab"]);
-    }
     let runs = audit(&t.state_dir(), "execution");
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert!(runs[0]["exit_code"].is_i64(), "{runs:?}");
@@ -376,6 +363,20 @@ fn drive(tag: &str, width: u16, height: u16, ascii: bool, rounds: u8) {
                 && (audit(&t.state_dir(), "answer").len() == 2 || s.contains("no answer:"))
         });
         assert_eq!(audit(&t.state_dir(), "answer").len(), 2, "{s}");
+    }
+    if !run_seen {
+        // A long output pushes the `$` line out of a small pane: scroll
+        // the conversation back to it, then focus the proposals again.
+        // Done after the follow-up answer, which scrolls to its start.
+        t.keys(&["Tab"]);
+        for _ in 0..60 {
+            if t.screen().contains(&run_line) {
+                break;
+            }
+            t.keys(&["k"]);
+        }
+        assert!(t.screen().contains(&run_line), "{}", t.screen());
+        t.keys(&["BTab"]);
     }
 
     // A state-changing command asks for its program's name; Esc cancels.
