@@ -68,32 +68,22 @@ pub fn run(
     };
     let loaded = eval::select(loaded, sim, args.filter.as_deref());
     let mut assistant = make_assistant(args.model.as_deref())?;
-    let total = loaded.scenarios.len();
-    let show_progress = !args.json && io::stderr().is_terminal();
-    let mut done = 0;
-    let mut progress = |case: &CaseResult| {
-        done += 1;
-        if show_progress {
-            let mark = if case.accurate { "ok" } else { "--" };
-            eprint!("\r\x1b[K[{done}/{total}] {mark} {}", case.id);
-        }
-    };
-    let cases = eval::evaluate(&loaded.scenarios, assistant.as_mut(), &mut progress);
+    let mut progress = Progress::new(args, loaded.scenarios.len());
+    let cases = eval::evaluate(
+        &loaded.scenarios,
+        assistant.as_mut(),
+        &mut |c: &CaseResult| {
+            progress.case(c.accurate, &c.id);
+        },
+    );
+    progress.clear();
     let report = Report::new(assistant.model_name(), cases, loaded.errors);
-    if show_progress {
-        eprint!("\r\x1b[K");
-    }
-    if args.json {
-        print_json(&report)?;
-    } else {
-        report.write_text(&mut io::stdout().lock())?;
-        io::stdout().flush()?;
-    }
-    Ok(if report.errors.is_empty() {
-        0
-    } else {
-        EXIT_FAILURE
-    })
+    emit(
+        args,
+        &report,
+        |out| report.write_text(out),
+        report.errors.is_empty(),
+    )
 }
 
 /// `sigma eval --track diagnose`.
@@ -108,36 +98,70 @@ fn run_diagnose(
     };
     let loaded = eval::select_diagnose(loaded, sim, args.filter.as_deref());
     let mut assistant = make_assistant(args.model.as_deref())?;
-    let total = loaded.scenarios.len();
-    let show_progress = !args.json && io::stderr().is_terminal();
-    let mut done = 0;
-    let mut progress = |case: &DiagnoseCase| {
-        done += 1;
-        if show_progress {
-            let mark = if case.all_facts && case.false_claims.is_empty() {
-                "ok"
-            } else {
-                "--"
-            };
-            eprint!("\r\x1b[K[{done}/{total}] {mark} {}", case.id);
-        }
-    };
-    let cases = diagnose::evaluate(&loaded.scenarios, assistant.as_mut(), &mut progress);
+    let mut progress = Progress::new(args, loaded.scenarios.len());
+    let cases = diagnose::evaluate(
+        &loaded.scenarios,
+        assistant.as_mut(),
+        &mut |c: &DiagnoseCase| progress.case(c.all_facts && c.false_claims.is_empty(), &c.id),
+    );
+    progress.clear();
     let report = DiagnoseReport::new(assistant.model_name(), cases, loaded.errors);
-    if show_progress {
-        eprint!("\r\x1b[K");
+    emit(
+        args,
+        &report,
+        |out| report.write_text(out),
+        report.errors.is_empty(),
+    )
+}
+
+/// The `[done/total] ok id` line on a terminal's stderr while cases run.
+struct Progress {
+    show: bool,
+    done: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn new(args: &Args, total: usize) -> Progress {
+        Progress {
+            show: !args.json && io::stderr().is_terminal(),
+            done: 0,
+            total,
+        }
     }
+
+    /// One case scored.
+    fn case(&mut self, ok: bool, id: &str) {
+        self.done += 1;
+        if self.show {
+            let mark = if ok { "ok" } else { "--" };
+            eprint!("\r\x1b[K[{}/{}] {mark} {id}", self.done, self.total);
+        }
+    }
+
+    /// Clears the line once every case is scored.
+    fn clear(&self) {
+        if self.show {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// Prints a report as JSON or as text; exit 0 when every scenario loaded.
+fn emit(
+    args: &Args,
+    report: &impl serde::Serialize,
+    write_text: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    loaded_all: bool,
+) -> anyhow::Result<i32> {
     if args.json {
-        print_json(&report)?;
+        print_json(report)?;
     } else {
-        report.write_text(&mut io::stdout().lock())?;
-        io::stdout().flush()?;
+        let mut out = io::stdout().lock();
+        write_text(&mut out)?;
+        out.flush()?;
     }
-    Ok(if report.errors.is_empty() {
-        0
-    } else {
-        EXIT_FAILURE
-    })
+    Ok(if loaded_all { 0 } else { EXIT_FAILURE })
 }
 
 #[cfg(test)]

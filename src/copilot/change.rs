@@ -528,8 +528,11 @@ impl Request {
                     .first()
                     .map(String::as_str)
                     .unwrap_or("");
-                let verb_asked = Regex::new(&format!(r"\b{}\b", verb.trim_start_matches("try-")))
-                    .is_ok_and(|r| r.is_match(&self.text));
+                let verb = verb.trim_start_matches("try-");
+                let verb_asked = self
+                    .text
+                    .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                    .any(|w| w == verb);
                 // `daemon-reload` names no unit: its verb must be said as is.
                 let units_named = segment.positionals.iter().all(|u| self.names_unit(u));
                 verb_asked && units_named

@@ -167,8 +167,8 @@ pub trait Assistant {
     /// Answers `question` when commands will run before the final answer
     /// (`--run safe|confirm` with rounds left): what the checks already
     /// say, and the commands that show more. The default asks in full; the
-    /// local model leaves this round to the checks and the ranker and
-    /// spends its time on the answer that reads what the commands showed.
+    /// local model leaves it to the checks and the ranker, as it does the
+    /// answer after runs (the diagnosis: docs/EVAL.md says why).
     fn plan(
         &mut self,
         node: NodeContext<'_>,

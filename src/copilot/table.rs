@@ -14,11 +14,11 @@ use regex::Regex;
 
 use crate::guard::catalogue::Catalogue;
 
-/// The query flags whose fields a question may list, with the words that
-/// say the question is about that table.
-const QUERIES: &[(&str, Option<&str>)] = &[
-    ("--query-compute-apps", Some(r"\bprocess|\bpid\b|\bapps?\b")),
-    ("--query-gpu", None),
+/// The query flags whose fields a question may list, with the words one of
+/// which says the question is about that table (none: any question).
+const QUERIES: &[(&str, &[&str])] = &[
+    ("--query-compute-apps", &["process", "pid", "app"]),
+    ("--query-gpu", &[]),
 ];
 
 /// The `--format` value the question asks for: `csv`, plus `noheader` and
@@ -61,9 +61,7 @@ pub fn listed(question: &str) -> Option<String> {
     let smi = Catalogue::builtin().tool("nvidia-smi")?;
     let lower = question.to_ascii_lowercase();
     for (flag, about) in QUERIES {
-        if let Some(about) = about
-            && !Regex::new(&format!("(?i){about}")).is_ok_and(|r| r.is_match(question))
-        {
+        if !about.is_empty() && !about.iter().any(|w| lower.contains(w)) {
             continue;
         }
         let values = &smi.flag(flag)?.values;

@@ -17,7 +17,7 @@ use include_dir::{Dir, include_dir};
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::scenario::{self, File, ScenarioError, check_id, parse_toml};
+use super::scenario::{self, File, ScenarioError, check_head, parse_toml};
 use crate::audit::AuditLog;
 use crate::copilot::approval::{Answer, ConfirmKind, Prompter, RunMode};
 use crate::copilot::grounding::{self, Evidence};
@@ -149,10 +149,7 @@ pub fn load_dir(dir: &Path) -> LoadedDiagnose {
 fn from_files(files: Vec<File>) -> LoadedDiagnose {
     let (mut scenarios, errors) = scenario::parse_files(files, |file, text, nodes| {
         let raw: ScenarioFile = parse_toml(text)?;
-        check_id(file, &raw.id)?;
-        if raw.question.trim().is_empty() {
-            return Err("question is empty".into());
-        }
+        check_head(file, &raw.id, &raw.question)?;
         if raw.fact.is_empty() {
             return Err("no [[fact]]: list what a good answer states".into());
         }

@@ -279,7 +279,17 @@ pub(super) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
 }
 
 /// Checks that a scenario's `id` is its file's stem.
-pub(super) fn check_id(file: &str, id: &str) -> Result<(), String> {
+/// What every scenario file must have: an id equal to its file stem and a
+/// question.
+pub(super) fn check_head(file: &str, id: &str, question: &str) -> Result<(), String> {
+    check_id(file, id)?;
+    if question.trim().is_empty() {
+        return Err("question is empty".into());
+    }
+    Ok(())
+}
+
+fn check_id(file: &str, id: &str) -> Result<(), String> {
     let stem = Path::new(file)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -312,10 +322,7 @@ impl NodeCache {
 /// Parses one scenario file and checks it against the guard and its node.
 fn parse(file: &str, text: &str, nodes: &mut NodeCache) -> Result<Scenario, String> {
     let raw: ScenarioFile = parse_toml(text)?;
-    check_id(file, &raw.id)?;
-    if raw.question.trim().is_empty() {
-        return Err("question is empty".into());
-    }
+    check_head(file, &raw.id, &raw.question)?;
     if raw.accept.is_empty() {
         return Err("accept is empty: list at least one command that answers the question".into());
     }
