@@ -91,7 +91,15 @@ fn list_json_names_every_model_and_the_default() {
         .iter()
         .filter_map(|m| m["name"].as_str())
         .collect();
-    assert_eq!(names, ["qwen2.5-coder-0.5b", "smollm2-135m"]);
+    assert_eq!(
+        names,
+        [
+            "qwen2.5-coder-0.5b",
+            "smollm2-135m",
+            "sigma-qwen2.5-coder-0.5b",
+            "sigma-smollm2-135m"
+        ]
+    );
     assert_eq!(list[0]["default"], true);
 }
 
@@ -102,7 +110,7 @@ fn unknown_model_is_one_clear_line() {
     assert!(stdout.is_empty());
     assert_eq!(
         stderr.trim(),
-        "sigma: error: unknown model 'gpt-9'; known: qwen2.5-coder-0.5b, smollm2-135m; or pass the path of a .gguf file"
+        "sigma: error: unknown model 'gpt-9'; known: qwen2.5-coder-0.5b, smollm2-135m, sigma-qwen2.5-coder-0.5b, sigma-smollm2-135m; or pass the path of a .gguf file"
     );
 }
 

@@ -8,6 +8,10 @@
 //! forcing) and is compared at every step: whether its greedy choice is the
 //! baseline's, and the KL divergence of its next-token distribution from the
 //! baseline's.
+//!
+//! With `--against`, the variant is a second model (a retrofit of the
+//! first) on the same prompts, and both models' perplexity is measured on
+//! each prompt's last `--ppl-tokens` tokens of real text, teacher-forced.
 
 use std::io::Write;
 
@@ -41,6 +45,14 @@ pub struct QualityArgs {
     /// V rows kept by the selective-V variants.
     #[arg(long, value_name = "K", default_value_t = 100)]
     pub select_v: usize,
+    /// Compare this model (name or GGUF path) with --model instead of the
+    /// cache variants; perplexities of both are added.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub against: Option<String>,
+    /// With --against: prompt tokens at the end of each prompt that
+    /// perplexity is measured on.
+    #[arg(long, value_name = "N", default_value_t = 128, requires = "against")]
+    pub ppl_tokens: usize,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -114,6 +126,26 @@ struct Outcome {
     max_kl: f64,
 }
 
+/// Perplexity of `model` on the last `n` tokens of each prompt, each
+/// predicted from the real text before it.
+fn perplexity(model: &Model, prompts: &[Vec<u32>], n: usize, n_ctx: usize) -> anyhow::Result<f64> {
+    let mut s = Session::new(model, n_ctx)?;
+    let (mut nll, mut count) = (0f64, 0usize);
+    for p in prompts {
+        let start = p.len().saturating_sub(n).max(1);
+        s.reset();
+        let mut logits = s.eval(&p[..start])?.to_vec();
+        for (i, &t) in p[start..].iter().enumerate() {
+            nll -= f64::from(log_softmax(&logits)[t as usize]);
+            count += 1;
+            if start + i + 1 < p.len() {
+                logits = s.eval(&[t])?.to_vec();
+            }
+        }
+    }
+    Ok((nll / count.max(1) as f64).exp())
+}
+
 /// Runs the benchmark; returns the exit code.
 pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(
@@ -130,6 +162,27 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
         },
     )?;
     let prompts = corpus(&tok, args.prompts, args.max_prompt_tokens)?;
+    let against = match &args.against {
+        Some(spec) => {
+            let path = crate::engine::registry::Registry::load()?.locate(Some(spec), true)?;
+            let gguf = GgufFile::open(&path)?;
+            let other = Tokenizer::from_gguf(&gguf)?;
+            anyhow::ensure!(
+                other.n_vocab() == tok.n_vocab(),
+                "--against {spec}: its vocabulary has {} tokens, the model's {}; compare a model with its own retrofit",
+                other.n_vocab(),
+                tok.n_vocab()
+            );
+            let model = Model::load(
+                &gguf,
+                &LoadOptions {
+                    n_threads: args.threads,
+                },
+            )?;
+            Some((path, model))
+        }
+        None => None,
+    };
     let n_ctx = args.max_prompt_tokens + args.gen_tokens + 1;
     let f16 = CacheTypes::default();
     let fused = |renormalize| SessionOptions {
@@ -148,38 +201,44 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
         stock_attention: None,
     };
     let k = args.select_v;
-    let variants: Vec<(String, SessionOptions)> = vec![
-        (
-            "fused, full V".into(),
-            SessionOptions {
-                cache: f16,
-                fused_decode: Some(FusedDecode::default()),
-                stock_attention: None,
-            },
-        ),
-        (format!("select-v {k}, kept weights"), fused(false)),
-        (format!("select-v {k}, renormalised"), fused(true)),
-        (
-            "K q4_0 / V f16".into(),
-            cache(GgmlType::Q4_0, GgmlType::F16),
-        ),
-        (
-            "K f16 / V q4_0".into(),
-            cache(GgmlType::F16, GgmlType::Q4_0),
-        ),
-        (
-            "K q8_0 / V f16".into(),
-            cache(GgmlType::Q8_0, GgmlType::F16),
-        ),
-        (
-            "K f16 / V q8_0".into(),
-            cache(GgmlType::F16, GgmlType::Q8_0),
-        ),
-    ];
+    let variants: Vec<(String, SessionOptions)> = if let Some((path, _)) = &against {
+        vec![(path.display().to_string(), cache(f16.k, f16.v))]
+    } else {
+        vec![
+            (
+                "fused, full V".into(),
+                SessionOptions {
+                    cache: f16,
+                    fused_decode: Some(FusedDecode::default()),
+                    stock_attention: None,
+                },
+            ),
+            (format!("select-v {k}, kept weights"), fused(false)),
+            (format!("select-v {k}, renormalised"), fused(true)),
+            (
+                "K q4_0 / V f16".into(),
+                cache(GgmlType::Q4_0, GgmlType::F16),
+            ),
+            (
+                "K f16 / V q4_0".into(),
+                cache(GgmlType::F16, GgmlType::Q4_0),
+            ),
+            (
+                "K q8_0 / V f16".into(),
+                cache(GgmlType::Q8_0, GgmlType::F16),
+            ),
+            (
+                "K f16 / V q8_0".into(),
+                cache(GgmlType::F16, GgmlType::Q8_0),
+            ),
+        ]
+    };
+    // the model the variants run: the --against model, or the base itself
+    let variant_model = against.as_ref().map_or(&model, |(_, m)| m);
     let mut base = Session::new(&model, n_ctx)?;
     let mut sessions = variants
         .iter()
-        .map(|(_, o)| Session::with_options(&model, n_ctx, *o))
+        .map(|(_, o)| Session::with_options(variant_model, n_ctx, *o))
         .collect::<Result<Vec<_>, _>>()?;
     let mut agree = vec![0usize; variants.len()];
     let mut kls: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
@@ -209,7 +268,7 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
             s.reset();
             // the prompt's cache is the baseline's when the types agree
             // (prefill never uses the fused decode path)
-            let mut logits = if opts.cache == f16 {
+            let mut logits = if opts.cache == f16 && against.is_none() {
                 s.import_prefix(prompt.len(), &prefix)?;
                 base_lp[0].clone()
             } else {
@@ -240,6 +299,13 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
             max_kl: kls[vi].iter().copied().fold(0.0, f64::max),
         })
         .collect();
+    let ppl = match &against {
+        Some((_, m)) => Some((
+            perplexity(&model, &prompts, args.ppl_tokens, n_ctx)?,
+            perplexity(m, &prompts, args.ppl_tokens, n_ctx)?,
+        )),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     let lengths: Vec<usize> = prompts.iter().map(Vec::len).collect();
     if args.json {
@@ -249,13 +315,18 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
             "prompt_tokens": lengths,
             "gen_tokens": args.gen_tokens,
             "variants": outcomes,
+            "perplexity": ppl.map(|(b, a)| serde_json::json!({
+                "tokens_per_prompt": args.ppl_tokens,
+                "model": b,
+                "against": a,
+            })),
         });
         writeln!(out, "{j}")?;
         return Ok(0);
     }
     writeln!(
         out,
-        "{} prompts of {}-{} tokens (simulated node output), {} greedy tokens each, teacher-forced against f16 full attention",
+        "{} prompts of {}-{} tokens (simulated node output), {} greedy tokens each, teacher-forced on the baseline's greedy tokens (f16 cache, full attention)",
         prompts.len(),
         lengths.iter().min().unwrap_or(&0),
         lengths.iter().max().unwrap_or(&0),
@@ -274,6 +345,13 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
             100.0 * o.greedy_agreement,
             o.mean_kl,
             o.max_kl
+        )?;
+    }
+    if let Some((b, a)) = ppl {
+        writeln!(
+            out,
+            "perplexity on the last {} tokens of each prompt: {b:.3} (model), {a:.3} (against)",
+            args.ppl_tokens
         )?;
     }
     Ok(0)

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use indicatif::HumanBytes;
 
 use crate::engine::convert::hf::{HfCheckpoint, write_dir};
+use crate::engine::convert::retrofit::{Merge, RetrofitOptions, retrofit};
 use crate::engine::convert::tiny::TinyModel;
 use crate::engine::convert::{ModelConfig, write_gguf};
 use crate::engine::device::{self, DeviceRequest, GpuLayers, Need};
@@ -83,6 +84,31 @@ pub enum ModelCommand {
         #[arg(long, value_parser = parse_arch)]
         arch: Option<Architecture>,
     },
+    /// Rewrite a GQA model (qwen2, llama) as a Sigma model with fewer K heads
+    /// than V heads (DiffQKV): K heads merged by a RoPE-exact complex map,
+    /// everything else copied (model/SIGMA-GGUF.md, "Retrofits").
+    Retrofit {
+        /// The base model: a name from `sigma model list` or a GGUF file.
+        #[arg(long, value_name = "NAME|PATH")]
+        from: String,
+        /// K heads of the result (fewer than the base's KV heads, dividing them).
+        #[arg(long, value_name = "N")]
+        k_heads: usize,
+        /// The GGUF file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// A fitted delta (model/retrofit/fit.py) to apply instead of a
+        /// data-free merge.
+        #[arg(long, value_name = "FILE", conflicts_with = "merge")]
+        delta: Option<PathBuf>,
+        /// Data-free merge: mean pooling, or the RoPE-exact complex merge
+        /// fitted on the K weights.
+        #[arg(long, value_enum, default_value = "weights")]
+        merge: DataFreeMerge,
+        /// Encoding of the rewritten Q and K projections.
+        #[arg(long = "type", default_value = "q8_0", value_parser = parse_type)]
+        ty: GgmlType,
+    },
     /// Make a small random-weight model (deterministic for a seed) that runs
     /// end to end with the tiny default model's tokenizer.
     Tiny {
@@ -128,6 +154,15 @@ pub enum ModelCommand {
         #[arg(long, value_name = "FILE")]
         vocab: Option<PathBuf>,
     },
+}
+
+/// The merges `sigma model retrofit` can do without a fitted delta.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DataFreeMerge {
+    /// Mean pooling of each group's K heads.
+    Mean,
+    /// RoPE-exact complex merge fitted on the K weights.
+    Weights,
 }
 
 /// Parses a ggml type name (`f32`, `f16`, `q8_0`, `q4_0`, `q4_k`).
@@ -197,6 +232,28 @@ pub fn run(args: ModelArgs) -> anyhow::Result<i32> {
                 .file_name()
                 .map_or("converted".into(), |n| n.to_string_lossy().into_owned());
             write_gguf(&checkpoint, ty, &name, &out)?;
+            println!("{}", out.display());
+            Ok(0)
+        }
+        ModelCommand::Retrofit {
+            from,
+            k_heads,
+            out,
+            delta,
+            merge,
+            ty,
+        } => {
+            let base = registry.locate(Some(&from), true)?;
+            let merge = match (delta, merge) {
+                (Some(path), _) => Merge::Delta(path),
+                (None, DataFreeMerge::Mean) => Merge::Mean,
+                (None, DataFreeMerge::Weights) => Merge::Weights,
+            };
+            let r = retrofit(&base, &RetrofitOptions { k_heads, merge, ty }, &out)?;
+            eprintln!(
+                "{} retrofitted: {} query, {} key, {} value heads",
+                r.base_arch, r.n_head, r.n_head_k, r.n_head_v
+            );
             println!("{}", out.display());
             Ok(0)
         }
@@ -285,24 +342,39 @@ fn list(registry: &Registry, json: bool) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&models)?);
         return Ok(0);
     }
-    println!(
-        "{:<22} {:>10}  {:<7} {:<6} {:<10} DESCRIPTION",
-        "NAME", "SIZE", "QUANT", "ARCH", "STATUS"
-    );
-    for m in registry.models() {
-        let name = if m.name == registry.default_model() {
+    let name_of = |m: &crate::engine::registry::ModelEntry| {
+        if m.name == registry.default_model() {
             format!("{} *", m.name)
         } else {
             m.name.clone()
-        };
+        }
+    };
+    // columns as wide as their longest entry
+    let width = |f: &dyn Fn(&crate::engine::registry::ModelEntry) -> usize, title: &str| {
+        registry
+            .models()
+            .iter()
+            .map(f)
+            .max()
+            .unwrap_or(0)
+            .max(title.len())
+    };
+    let wn = width(&|m| name_of(m).len(), "NAME");
+    let wq = width(&|m| m.quant.len(), "QUANT");
+    let wa = width(&|m| m.arch.len(), "ARCH");
+    println!(
+        "{:<wn$} {:>10}  {:<wq$} {:<wa$} {:<10} DESCRIPTION",
+        "NAME", "SIZE", "QUANT", "ARCH", "STATUS"
+    );
+    for m in registry.models() {
         let status = if registry.is_cached(m) {
             "downloaded"
         } else {
             "-"
         };
         println!(
-            "{:<22} {:>10}  {:<7} {:<6} {:<10} {}",
-            name,
+            "{:<wn$} {:>10}  {:<wq$} {:<wa$} {:<10} {}",
+            name_of(m),
             HumanBytes(m.size).to_string(),
             m.quant,
             m.arch,

@@ -31,6 +31,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::convert::retrofit::{Merge, RetrofitOptions, retrofit};
+use super::ffi::ggml::GgmlType;
+
 /// The catalog, compiled in.
 const MODELS_TOML: &str = include_str!("../../model/models.toml");
 
@@ -107,6 +110,9 @@ pub enum SourceError {
     /// The HTTP request failed.
     #[error("{0}")]
     Http(String),
+    /// Making a retrofit failed.
+    #[error("{0}")]
+    Retrofit(String),
     /// The bytes did not have the expected size.
     #[error("got {got} bytes, expected {expected}")]
     Size {
@@ -153,7 +159,30 @@ pub enum Source {
         /// The address.
         url: String,
     },
+    /// A DiffQKV retrofit of another known model, made here by applying a
+    /// fitted delta compiled into this binary (`model/deltas/`).
+    Retrofit {
+        /// The base model's name.
+        base: String,
+        /// The delta's file name under `model/deltas/`.
+        delta: String,
+        /// K heads of the result.
+        k_heads: usize,
+    },
 }
+
+/// The fitted retrofit deltas, compiled in (`model/retrofit/fit.py` makes
+/// them; `model/models.toml` says how).
+const DELTAS: &[(&str, &[u8])] = &[
+    (
+        "sigma-qwen2.5-coder-0.5b.delta.gguf",
+        include_bytes!("../../model/deltas/sigma-qwen2.5-coder-0.5b.delta.gguf"),
+    ),
+    (
+        "sigma-smollm2-135m.delta.gguf",
+        include_bytes!("../../model/deltas/sigma-smollm2-135m.delta.gguf"),
+    ),
+];
 
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +193,7 @@ impl std::fmt::Display for Source {
                 write!(f, "pypi {}", names.join(" + "))
             }
             Source::Url { url } => write!(f, "url {url}"),
+            Source::Retrofit { base, delta, .. } => write!(f, "retrofit of {base} with {delta}"),
         }
     }
 }
@@ -431,6 +461,33 @@ impl Registry {
                     .map_err(|e| SourceError::Http(e.to_string()))?;
                 let mut body = response.into_body().into_reader();
                 sink.copy_from(&mut body)?;
+            }
+            Source::Retrofit {
+                base,
+                delta,
+                k_heads,
+            } => {
+                let base = self
+                    .pull(base, progress)
+                    .map_err(|e| SourceError::Retrofit(e.to_string()))?;
+                let bytes = DELTAS
+                    .iter()
+                    .find(|(name, _)| name == delta)
+                    .map(|(_, bytes)| *bytes)
+                    .ok_or_else(|| {
+                        SourceError::Retrofit(format!("this build has no delta named {delta}"))
+                    })?;
+                let work = tempfile::tempdir_in(&self.cache_dir)?;
+                let delta_path = work.path().join(delta);
+                std::fs::write(&delta_path, bytes)?;
+                let out = work.path().join(&entry.file);
+                let opts = RetrofitOptions {
+                    k_heads: *k_heads,
+                    merge: Merge::Delta(delta_path),
+                    ty: GgmlType::Q8_0,
+                };
+                retrofit(&base, &opts, &out).map_err(|e| SourceError::Retrofit(e.to_string()))?;
+                sink.copy_from(&mut File::open(&out)?)?;
             }
         }
         sink.finish(dest)
@@ -702,11 +759,18 @@ mod tests {
                 m.name
             );
             assert!(m.file.ends_with(".gguf"), "{}", m.name);
-            assert!(
-                m.sources.iter().any(|s| matches!(s, Source::Pypi { .. })),
-                "{} has no PyPI source",
-                m.name
-            );
+            // every model can be had here: from PyPI, or made from one
+            // that can with a delta this build carries
+            let ok = m.sources.iter().any(|s| match s {
+                Source::Pypi { .. } => true,
+                Source::Retrofit { base, delta, .. } => {
+                    r.find(base)
+                        .is_ok_and(|b| b.sources.iter().any(|s| matches!(s, Source::Pypi { .. })))
+                        && DELTAS.iter().any(|(name, _)| name == delta)
+                }
+                _ => false,
+            });
+            assert!(ok, "{} has no PyPI source and no retrofit of one", m.name);
         }
     }
 

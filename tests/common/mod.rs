@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: run the real binary, validate JSON.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod reference;
+
 use std::path::PathBuf;
 use std::process::Output;
 

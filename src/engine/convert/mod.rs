@@ -9,6 +9,7 @@
 //! in `model/SIGMA-GGUF.md`.
 
 pub mod hf;
+pub mod retrofit;
 pub mod tiny;
 
 use std::path::{Path, PathBuf};

@@ -277,6 +277,42 @@ impl GgmlType {
         debug_assert_eq!(written, out.len());
         Ok(out)
     }
+
+    /// Decodes `bytes` (rows of `n_per_row` values in this type) to f32 with
+    /// ggml's own routines.
+    pub fn dequantize(self, bytes: &[u8], n_per_row: usize) -> Result<Vec<f32>, GgmlError> {
+        let bad = |why: String| GgmlError::Quantize {
+            ty: self.name(),
+            why,
+        };
+        let row = self.row_size(n_per_row as i64).ok_or_else(|| {
+            bad(format!(
+                "rows of {n_per_row} values are not a multiple of its block size"
+            ))
+        })?;
+        if row == 0 || !bytes.len().is_multiple_of(row) {
+            return Err(bad(format!(
+                "{} bytes are not whole rows of {row}",
+                bytes.len()
+            )));
+        }
+        let n = bytes.len() / row * n_per_row;
+        if self == Self::F32 {
+            // ggml has no conversion from f32 to itself
+            return Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect());
+        }
+        // SAFETY: in-range type (row_size checked it); the traits are static.
+        let to_float = unsafe { (*sys::ggml_get_type_traits(self.0)).to_float }
+            .ok_or_else(|| bad("ggml cannot decode it".into()))?;
+        let mut out = vec![0f32; n];
+        // SAFETY: `bytes` holds exactly the encoding of `n` values of this
+        // type and `out` has room for them.
+        unsafe { to_float(bytes.as_ptr().cast(), out.as_mut_ptr(), n as i64) };
+        Ok(out)
+    }
 }
 
 /// A backend buffer type (where tensor memory lives: host RAM, CPU repacked

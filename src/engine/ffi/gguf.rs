@@ -625,6 +625,71 @@ impl GgufWriter {
         }
     }
 
+    /// Copies every metadata key of `src`, types and values unchanged.
+    pub fn copy_keys(&mut self, src: &GgufFile) {
+        // SAFETY: both contexts are live; ggml copies the values.
+        unsafe { sys::gguf_set_kv(self.ctx.as_ptr(), src.ctx.as_ptr()) }
+    }
+
+    /// Removes `key` if present.
+    pub fn remove_key(&mut self, key: &str) {
+        // SAFETY: live context, NUL-terminated key.
+        unsafe { sys::gguf_remove_key(self.ctx.as_ptr(), c_str(key).as_ptr()) };
+    }
+
+    /// Moves the scalar value of `from` (any numeric, bool or string type,
+    /// kept) to the key `to`; arrays and absent keys are left alone.
+    pub fn rename_key(&mut self, from: &str, to: &str) {
+        let ctx = self.ctx.as_ptr();
+        let (c_from, c_to) = (c_str(from), c_str(to));
+        // SAFETY: live context; the id comes from ggml and each getter
+        // matches the key's type; setters copy their arguments.
+        unsafe {
+            let id = sys::gguf_find_key(ctx, c_from.as_ptr());
+            if id < 0 {
+                return;
+            }
+            let k = c_to.as_ptr();
+            match sys::gguf_get_kv_type(ctx, id) {
+                sys::GGUF_TYPE_UINT8 => sys::gguf_set_val_u8(ctx, k, sys::gguf_get_val_u8(ctx, id)),
+                sys::GGUF_TYPE_INT8 => sys::gguf_set_val_i8(ctx, k, sys::gguf_get_val_i8(ctx, id)),
+                sys::GGUF_TYPE_UINT16 => {
+                    sys::gguf_set_val_u16(ctx, k, sys::gguf_get_val_u16(ctx, id))
+                }
+                sys::GGUF_TYPE_INT16 => {
+                    sys::gguf_set_val_i16(ctx, k, sys::gguf_get_val_i16(ctx, id))
+                }
+                sys::GGUF_TYPE_UINT32 => {
+                    sys::gguf_set_val_u32(ctx, k, sys::gguf_get_val_u32(ctx, id))
+                }
+                sys::GGUF_TYPE_INT32 => {
+                    sys::gguf_set_val_i32(ctx, k, sys::gguf_get_val_i32(ctx, id))
+                }
+                sys::GGUF_TYPE_UINT64 => {
+                    sys::gguf_set_val_u64(ctx, k, sys::gguf_get_val_u64(ctx, id))
+                }
+                sys::GGUF_TYPE_INT64 => {
+                    sys::gguf_set_val_i64(ctx, k, sys::gguf_get_val_i64(ctx, id))
+                }
+                sys::GGUF_TYPE_FLOAT32 => {
+                    sys::gguf_set_val_f32(ctx, k, sys::gguf_get_val_f32(ctx, id))
+                }
+                sys::GGUF_TYPE_FLOAT64 => {
+                    sys::gguf_set_val_f64(ctx, k, sys::gguf_get_val_f64(ctx, id))
+                }
+                sys::GGUF_TYPE_BOOL => {
+                    sys::gguf_set_val_bool(ctx, k, sys::gguf_get_val_bool(ctx, id))
+                }
+                sys::GGUF_TYPE_STRING => {
+                    let v = CString::from(CStr::from_ptr(sys::gguf_get_val_str(ctx, id)));
+                    sys::gguf_set_val_str(ctx, k, v.as_ptr())
+                }
+                _ => return,
+            }
+            sys::gguf_remove_key(ctx, c_from.as_ptr());
+        }
+    }
+
     /// Adds tensor `name` of type `ty` and dims `ne` (ggml order) with its
     /// encoded bytes.
     pub fn add_tensor(
