@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::reference::{Weights, reference, tokenizer};
+use common::reference::{Weights, reference, rel_err, tokenizer};
 
 use std::path::Path;
 
@@ -108,17 +108,6 @@ const F32_CACHE: CacheTypes = CacheTypes {
     k: GgmlType::F32,
     v: GgmlType::F32,
 };
-
-/// Largest |a - b| / max|b| over one position.
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
-}
 
 /// Sequences of 20 token ids, deterministic, spread over the vocabulary.
 fn sequences(n_vocab: usize) -> Vec<Vec<u32>> {

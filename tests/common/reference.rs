@@ -198,3 +198,14 @@ pub fn reference(w: &Weights, tokens: &[u32]) -> Vec<Vec<f32>> {
     }
     out
 }
+
+/// Largest |a - b| / max|b| over one position.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
+}

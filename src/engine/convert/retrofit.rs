@@ -131,9 +131,12 @@ pub fn retrofit(
         return Err(bad("head size", format!("is {d}; RoPE needs it even")));
     }
     let reader = Reader::new(&gguf)?;
-    let delta = match &opts.merge {
-        Merge::Delta(path) => Some(Delta::open(path, base, &shapes, k)?),
-        _ => None,
+    // every block's merge, before anything is written (a bad delta fails here)
+    let merges = match &opts.merge {
+        Merge::Delta(path) => read_delta(path, base, &shapes, k)?,
+        merge => (0..shapes.n_layer)
+            .map(|il| block_merge(&reader, &shapes, il, k, merge))
+            .collect::<Result<_, _>>()?,
     };
     let mut w = GgufWriter::new(gguf.tensors().len());
     w.copy_keys(&gguf);
@@ -162,13 +165,18 @@ pub fn retrofit(
         let llama = shapes.arch == "llama";
         match (block, what) {
             (Some(il), "attn_k.weight") => {
-                let m = block_merge(&reader, &shapes, il, k, &opts.merge, delta.as_ref())?;
+                let m = merges.get(il).ok_or_else(|| {
+                    bad(
+                        "block_count",
+                        format!("is {}, but the file has block {il}", shapes.n_layer),
+                    )
+                })?;
                 let ne = [shapes.n_embd as i64, (k * d) as i64];
                 let bytes = opts.ty.quantize(&m.wk, shapes.n_embd)?;
                 w.add_tensor(&t.name, opts.ty, &ne, bytes)?;
-                if let Some(bk) = m.bk {
+                if let Some(bk) = &m.bk {
                     let name = format!("blk.{il}.attn_k.bias");
-                    w.add_tensor(&name, GgmlType::F32, &[bk.len() as i64], f32_bytes(&bk))?;
+                    w.add_tensor(&name, GgmlType::F32, &[bk.len() as i64], f32_bytes(bk))?;
                 }
                 let mut wq = reader.f32(
                     &format!("blk.{il}.attn_q.weight"),
@@ -335,62 +343,51 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A fitted delta, checked against its base.
-struct Delta {
-    gguf: GgufFile,
-}
-
-impl Delta {
-    fn open(path: &Path, base: &Path, s: &Shapes, k_heads: usize) -> Result<Self, ConvertError> {
-        let gguf = GgufFile::open(path)?;
-        let key = |k: &str| format!("sigma_delta.{k}");
-        let want: String = gguf.require(&key("base_sha256"))?;
-        let got = sha256(base)?;
-        if want != got {
-            return Err(bad(
-                "delta",
-                format!(
-                    "'{}' was fitted on a base with sha256 {want}, but '{}' has {got}; pass the base it was made from",
-                    path.display(),
-                    base.display()
-                ),
-            ));
-        }
-        let heads: u32 = gguf.require(&key("head_count_k"))?;
-        if heads as usize != k_heads {
-            return Err(bad(
-                "--k-heads",
-                format!("is {k_heads}, but the delta was fitted for {heads} K heads"),
-            ));
-        }
-        let delta = Self { gguf };
-        // check every shape before anything is written
-        let reader = Reader::new(&delta.gguf)?;
-        for il in 0..s.n_layer {
-            delta.block(&reader, s, il, k_heads)?;
-        }
-        Ok(delta)
+/// Every block's merge from the fitted delta at `path`, checked against the
+/// base (its SHA-256), the K head count and every shape.
+fn read_delta(
+    path: &Path,
+    base: &Path,
+    s: &Shapes,
+    k: usize,
+) -> Result<Vec<BlockMerge>, ConvertError> {
+    let gguf = GgufFile::open(path)?;
+    let key = |name: &str| format!("sigma_delta.{name}");
+    let want: String = gguf.require(&key("base_sha256"))?;
+    let got = sha256(base)?;
+    if want != got {
+        return Err(bad(
+            "delta",
+            format!(
+                "'{}' was fitted on a base with sha256 {want}, but '{}' has {got}; pass the base it was made from",
+                path.display(),
+                base.display()
+            ),
+        ));
     }
-
-    fn block(
-        &self,
-        reader: &Reader<'_>,
-        s: &Shapes,
-        il: usize,
-        k: usize,
-    ) -> Result<BlockMerge, ConvertError> {
-        let d = s.head_dim;
-        let t = |n: &str| format!("blk.{il}.{n}");
-        let bk = match reader.find(&t("attn_k.bias")) {
-            Some(_) => Some(reader.f32(&t("attn_k.bias"), &[k * d])?),
-            None => None,
-        };
-        Ok(BlockMerge {
-            wk: reader.f32(&t("attn_k.weight"), &[s.n_embd, k * d])?,
-            bk,
-            rot: reader.f32(&t("attn_q_rot"), &[d / 2, 2, s.n_head])?,
+    let heads: u32 = gguf.require(&key("head_count_k"))?;
+    if heads as usize != k {
+        return Err(bad(
+            "--k-heads",
+            format!("is {k}, but the delta was fitted for {heads} K heads"),
+        ));
+    }
+    let reader = Reader::new(&gguf)?;
+    let d = s.head_dim;
+    (0..s.n_layer)
+        .map(|il| {
+            let t = |n: &str| format!("blk.{il}.{n}");
+            let bk = match reader.find(&t("attn_k.bias")) {
+                Some(_) => Some(reader.f32(&t("attn_k.bias"), &[k * d])?),
+                None => None,
+            };
+            Ok(BlockMerge {
+                wk: reader.f32(&t("attn_k.weight"), &[s.n_embd, k * d])?,
+                bk,
+                rot: reader.f32(&t("attn_q_rot"), &[d / 2, 2, s.n_head])?,
+            })
         })
-    }
+        .collect()
 }
 
 /// SHA-256 of a file, lowercase hex.
@@ -401,19 +398,14 @@ fn sha256(path: &Path) -> Result<String, ConvertError> {
     })
 }
 
-/// The merge of block `il`.
+/// The data-free merge (mean or weights) of block `il`.
 fn block_merge(
     reader: &Reader<'_>,
     s: &Shapes,
     il: usize,
     k: usize,
     merge: &Merge,
-    delta: Option<&Delta>,
 ) -> Result<BlockMerge, ConvertError> {
-    if let Some(delta) = delta {
-        let dr = Reader::new(&delta.gguf)?;
-        return delta.block(&dr, s, il, k);
-    }
     let (d, n_embd, n_kv, n_q) = (s.head_dim, s.n_embd, s.n_head_kv, s.n_head);
     let mut wk = reader.f32(&format!("blk.{il}.attn_k.weight"), &[n_embd, n_kv * d])?;
     let mut bk = match reader.find(&format!("blk.{il}.attn_k.bias")) {
