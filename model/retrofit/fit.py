@@ -267,6 +267,19 @@ def measure(model: Model, prompts: list[list[int]], fits: list[Retrofit] | None,
     }
 
 
+def eval_set(model: Model, sigma: str, n: int, cache_dir: str) -> tuple[list[list[int]], list[torch.Tensor]]:
+    """The first `n` evaluation prompts and the base's final hidden states on
+    them (cached per base file)."""
+    cache = os.path.join(cache_dir, f"eval-{sha256(model.path)[:16]}-{n}.pt")
+    if os.path.exists(cache):
+        return torch.load(cache)
+    prompts = corpus.eval_prompts(sigma, model.encode, n=n)
+    base_hidden = [forward(model, torch.tensor([p]), None)[0] for p in prompts]
+    os.makedirs(cache_dir, exist_ok=True)
+    torch.save((prompts, base_hidden), cache)
+    return prompts, base_hidden
+
+
 def write_delta(path: str, model: Model, fits: list[Retrofit], k_heads: int, base_sha: str, method: str) -> None:
     tmp = path + ".partial"
     w = gguf.GGUFWriter(tmp, "sigma-retrofit-delta")
@@ -317,14 +330,7 @@ def main() -> int:
     log(f"fitted in {time.time() - t0:.0f} s")
     report = {"method": args.method, "k_heads": k, "calib_tokens": int(ids.numel()), "steps": args.steps}
     if args.measure:
-        cache = os.path.join(args.cache_dir, f"eval-{sha256(args.base)[:16]}-{args.measure}.pt")
-        if os.path.exists(cache):
-            prompts, base_hidden = torch.load(cache)
-        else:
-            prompts = corpus.eval_prompts(args.sigma, model.encode, n=args.measure)
-            base_hidden = [forward(model, torch.tensor([p]), None)[0] for p in prompts]
-            os.makedirs(args.cache_dir, exist_ok=True)
-            torch.save((prompts, base_hidden), cache)
+        prompts, base_hidden = eval_set(model, args.sigma, args.measure, args.cache_dir)
         report.update(measure(model, prompts, fits, base_hidden))
     if args.out:
         write_delta(args.out, model, fits, k, sha256(args.base), json.dumps(report, sort_keys=True))

@@ -28,6 +28,8 @@ pub struct Targets {
     /// A process: named (`pid 48213`), or the one holding the most memory
     /// on the GPUs named.
     pub pid: Option<u32>,
+    /// The process was named by its id, not inferred from the GPUs.
+    pub pid_named: bool,
     /// A power limit in watts ("set it back to 700 W"): the last one named.
     pub watts: Option<u32>,
     /// Message sizes for an NCCL test ("from 8 bytes to 1 GB", "8B..1G"),
@@ -47,7 +49,7 @@ fn gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:gpus?|cards?)\s*#?\s*(\d+)(?:\s*(?:-|–|to)\s*(\d+))?((?:\s*(?:,|and|&)\s*\d+)*)",
+        r"(?i)\b(?:gpus?|cards?|cuda:)\s*#?\s*(\d+)(?:\s*(?:-|–|to)\s*(\d+))?((?:\s*(?:,|and|&)\s*\d+)*)",
     )
 }
 
@@ -104,8 +106,30 @@ fn every_gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b",
+        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b|\ball (?:\d+|four|eight)\s*(?:[.,;!?]|$)",
     )
+}
+
+/// `question` with the driver's PCI addresses (`NVRM: Xid (PCI:0000:b7:00)`,
+/// no function) given their function, `0000:b7:00.0`, so they name a GPU.
+fn with_nvrm_functions(question: &str) -> String {
+    static R: OnceLock<Regex> = OnceLock::new();
+    let nvrm = regex(&R, r"(?i)\bPCI:([0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2})\b");
+    let mut out = String::with_capacity(question.len() + 8);
+    let mut last = 0;
+    for c in nvrm.captures_iter(question) {
+        let (all, address) = (c.get(0).expect("match"), c.get(1).expect("group"));
+        // `PCI:0000:b7:00.0` has its function; `PCI:0000:b7:00.` ends a sentence.
+        let mut after = question[all.end()..].chars();
+        if after.next() == Some('.') && after.next().is_some_and(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        out.push_str(&question[last..address.end()]);
+        out.push_str(".0");
+        last = address.end();
+    }
+    out.push_str(&question[last..]);
+    out
 }
 
 /// The short, lower-case form of a PCI address (`00000000:3D:00.0` gives
@@ -117,6 +141,7 @@ pub(crate) fn short_bus(bus: &str) -> Option<String> {
 impl Targets {
     /// What `question` names, resolved against the node.
     pub fn of(question: &str, snapshot: &Snapshot) -> Targets {
+        let question = &with_nvrm_functions(question);
         let mut gpus = Vec::new();
         for c in gpu_regex().captures_iter(question) {
             // "GPU 00000000:B7:00.0" names a bus id, not GPU 0.
@@ -171,8 +196,16 @@ impl Targets {
                 .and_then(|g| short_bus(&g.pci_bus_id)),
             _ => None,
         });
-        let hca = hca_regex().find(question).map(|m| m.as_str().to_string());
-        let pid = pid_regex()
+        // "the FW version of each HCA (mlx5_3's port is down)" is about all.
+        static EVERY_HCA: OnceLock<Regex> = OnceLock::new();
+        let every_hca = regex(
+            &EVERY_HCA,
+            r"(?i)\b(?:each|every|all)(?: of)?(?: the)? (?:mellanox |infiniband |ib )?(?:hcas?|adapters?|nics?)\b",
+        );
+        let hca = (!every_hca.is_match(question))
+            .then(|| hca_regex().find(question).map(|m| m.as_str().to_string()))
+            .flatten();
+        let named_pid = pid_regex()
             .captures(question)
             .and_then(|c| c[1].parse().ok())
             .or_else(|| {
@@ -182,16 +215,16 @@ impl Targets {
                     .find_iter(question)
                     .filter_map(|m| m.as_str().parse::<u32>().ok())
                     .find(|n| on_gpus().any(|p| p.pid == *n))
-            })
-            .or_else(|| {
-                snapshot
-                    .gpus
-                    .iter()
-                    .filter(|g| named_gpus.contains(&g.index))
-                    .flat_map(|g| &g.processes)
-                    .max_by_key(|p| p.used_memory_mib.unwrap_or(0))
-                    .map(|p| p.pid)
             });
+        let pid = named_pid.or_else(|| {
+            snapshot
+                .gpus
+                .iter()
+                .filter(|g| named_gpus.contains(&g.index))
+                .flat_map(|g| &g.processes)
+                .max_by_key(|p| p.used_memory_mib.unwrap_or(0))
+                .map(|p| p.pid)
+        });
         let watts = watts_regex()
             .captures_iter(question)
             .filter_map(|c| c[1].parse().ok())
@@ -205,6 +238,8 @@ impl Targets {
             bus,
             hca,
             pid,
+            // `(pid 0)` in a pasted kernel line names no process.
+            pid_named: named_pid.is_some_and(|p| p > 0),
             watts,
             sizes: match sizes.as_slice() {
                 [from, to, ..] => Some((from.clone(), to.clone())),
@@ -232,10 +267,19 @@ pub fn adapt(command: &str, targets: &Targets) -> String {
     // (`-i 2,5`); a read-only answer about several is the whole table.
     let exact = targets.gpus.len() > 1 && guard::check(command).tier == guard::Tier::StateChanging;
     if let Some(first) = segments.first_mut() {
-        scope_gpus(first, &targets.gpus, exact);
+        // Some reports are the node's: a process table (a stuck job holds
+        // several GPUs, and the bus id column says which), AMD's RAS and
+        // bad-page tables (the healthy GPUs are the comparison).
+        let per_node = first.iter().any(|w| {
+            w.starts_with("--query-compute-apps")
+                || matches!(w.as_str(), "--showras" | "--showpagesinfo")
+        });
+        let gpus: &[u32] = if per_node { &[] } else { &targets.gpus };
+        scope_gpus(first, gpus, exact);
         set_values(first, targets);
-        if targets.hca.is_none() {
-            drop_adapter(first);
+        match &targets.hca {
+            Some(hca) => add_adapter(first, hca),
+            None => drop_adapter(first),
         }
     }
     for segment in &mut segments {
@@ -277,6 +321,20 @@ fn drop_adapter(words: &mut Vec<String>) {
     let flag_before = i >= 2 && matches!(words[i - 1].as_str(), "-d" | "--ib-dev" | "-C" | "--Ca");
     let from = if flag_before { i - 1 } else { i };
     words.drain(from..=i);
+}
+
+/// Scopes an adapter tool to the InfiniBand adapter the question names
+/// (`ibstat` gives `ibstat mlx5_3`, `ibv_devinfo` gives `ibv_devinfo -d
+/// mlx5_3`) when the example names none.
+fn add_adapter(words: &mut Vec<String>, hca: &str) {
+    if words.iter().any(|w| hca_regex().is_match(w)) {
+        return;
+    }
+    match words.first().map(String::as_str) {
+        Some("ibstat") if words.len() == 1 => words.push(hca.to_string()),
+        Some("ibv_devinfo") => words.extend(["-d".to_string(), hca.to_string()]),
+        _ => {}
+    }
 }
 
 /// Replaces the values the question gives: `nvidia-smi -pl W`, and an
@@ -494,9 +552,17 @@ mod tests {
             adapt("nvidia-smi topo -m", &gpu(&[4])),
             "nvidia-smi topo -m"
         );
+        // Node-wide tables stay whole: the other GPUs are the comparison.
         assert_eq!(
             adapt("rocm-smi --showras", &gpu(&[4])),
-            "rocm-smi -d 4 --showras"
+            "rocm-smi --showras"
+        );
+        assert_eq!(
+            adapt(
+                "nvidia-smi -i 0 --query-compute-apps=pid,used_memory --format=csv",
+                &gpu(&[6])
+            ),
+            "nvidia-smi --query-compute-apps=pid,used_memory --format=csv"
         );
         assert_eq!(
             adapt("amd-smi metric --ecc", &gpu(&[4])),
@@ -533,6 +599,9 @@ mod tests {
             "cat /sys/bus/pci/devices/0000:3d:00.0/current_link_speed"
         );
         assert_eq!(adapt("ibstat mlx5_0", &t), "ibstat mlx5_3");
+        // The adapter named scopes a tool that takes one.
+        assert_eq!(adapt("ibstat", &t), "ibstat mlx5_3");
+        assert_eq!(adapt("ibv_devinfo", &t), "ibv_devinfo -d mlx5_3");
         let none = Targets::default();
         assert_eq!(adapt("ibstat mlx5_0", &none), "ibstat");
         assert_eq!(adapt("ibv_devinfo -d mlx5_0 -v", &none), "ibv_devinfo -v");

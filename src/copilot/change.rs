@@ -56,6 +56,36 @@ enum Value {
     Number,
 }
 
+/// Requests no command may carry out (the guard blocks them), each with
+/// the read-only step that shows what it would have acted on: `(what asks
+/// for it, case-insensitive regex; the step)`.
+const REFUSED: &[(&str, &str)] = &[(
+    r"\b(?:clear|wipe|flush|empty|erase|purge|zap)\b.{0,40}\b(?:dmesg|kernel (?:log|ring buffer|messages)|ring ?buffer|kmsg)\b|\bdmesg\s+-(?:c|C|-clear|-read-clear)\b",
+    "dmesg -T",
+)];
+
+/// The read-only step to offer instead when the question asks for a change
+/// the guard refuses ("wipe dmesg so we only see new stuff": the kernel log
+/// as it is, with times).
+pub fn instead_of_refused(question: &str) -> Option<&'static str> {
+    static PATTERNS: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    PATTERNS
+        .get_or_init(|| {
+            REFUSED
+                .iter()
+                .map(|(asked, step)| {
+                    (
+                        Regex::new(&format!("(?i){asked}")).expect("valid regex"),
+                        *step,
+                    )
+                })
+                .collect()
+        })
+        .iter()
+        .find(|(re, _)| re.is_match(question))
+        .map(|(_, step)| *step)
+}
+
 /// Every kind, specific ones first.
 pub const KINDS: &[Kind] = &[
     Kind {
@@ -91,7 +121,7 @@ pub const KINDS: &[Kind] = &[
     },
     Kind {
         name: "power limit",
-        asked: r"\bpower[- ]?(?:limit|cap|capping)\b|\b\d{2,4}\s*(?:w|watts?)\b|\bwatts?\b|\bcap\b",
+        asked: r"\bpower[- ]?(?:limit|cap|capping)\b|\b\d{2,4}\s*(?:w|watts?)\b|\bwatts?\b|\bcap\b|\bpl\b",
         unless: "",
         generic: false,
         marks: &[
@@ -341,7 +371,7 @@ pub const KINDS: &[Kind] = &[
     },
     Kind {
         name: "GPU reset",
-        asked: r"\breset\b|\brecover\b|\breinit\w*\b",
+        asked: r"\b(?:reset|rst)\b|\brecover\b|\breinit\w*\b",
         unless: "",
         generic: true,
         marks: &[
@@ -878,6 +908,21 @@ fn marked_any(program: &str, sub: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn refused_log_clearing_offers_the_log_instead() {
+        for q in [
+            "wipe dmesg so we only see new stuff during the burn in",
+            "Clear the kernel log on this node after the reseat",
+            "Just run dmesg -C so the alerts stop",
+            "corrected aer spam is flooding dmesg. clear the ring buffer",
+        ] {
+            assert_eq!(instead_of_refused(q), Some("dmesg -T"), "{q}");
+        }
+        assert_eq!(instead_of_refused("clear the ECC counters on GPU 3"), None);
+        assert_eq!(instead_of_refused("show me dmesg"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -271,7 +271,7 @@ impl Intent {
         });
         let no_heavy = NO_HEAVY.get_or_init(|| {
             Regex::new(
-                r"(?i)\bno (?:benchmarks?|tests?|load)\b|\bwithout (?:disturbing|running|(?:any )?load)|\b(?:jobs? (?:are|is)|still) running\b|\b(?:don'?t|do not) (?:run|disturb|put (?:any )?load|load)",
+                r"(?i)\bno (?:benchmarks?|tests?|load)\b|\b(?:i|we|they|already|just) ran\b|^ran\b|\bwithout (?:disturbing|running|(?:any )?load)|\b(?:jobs? (?:are|is)|still) running\b|\b(?:don'?t|do not) (?:run|disturb|put (?:any )?load|load)",
             )
             .expect("valid regex")
         });
@@ -300,7 +300,7 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
-            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask)\b",
+            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst)\b",
         )
         .expect("valid regex")
     });
@@ -308,6 +308,20 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     // id (`0000:b7:00.0`) or a version stays whole.
     static END: OnceLock<Regex> = OnceLock::new();
     let end = END.get_or_init(|| Regex::new(r"[.!?;:](?:\s+|$)").expect("valid regex"));
+    // A clause starts a sentence, or follows a comma or a dash ("came back
+    // with ECC on -- disable it", "GPU 6 is drained, reset it").
+    static CLAUSE: OnceLock<Regex> = OnceLock::new();
+    let clause = CLAUSE.get_or_init(|| Regex::new(r",\s+|\s+(?:--|—|–)\s+").expect("valid regex"));
+    // Text the operator quotes or pastes (a log line's "reset gpu to
+    // activate") is the node's, not a request: it is blanked, keeping
+    // every offset, and what asks is cut from the question itself.
+    let original = question;
+    let blanked = quoted_blanked(question);
+    let question = blanked.as_str();
+    let in_original = |s: &str| {
+        let at = s.as_ptr() as usize - question.as_ptr() as usize;
+        &original[at..at + s.len()]
+    };
     static NEGATED: OnceLock<Regex> = OnceLock::new();
     let negated = NEGATED.get_or_init(|| {
         Regex::new(
@@ -315,14 +329,38 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         )
         .expect("valid regex")
     });
+    // "I do not need to reset it" asks for nothing.
+    let asks = |s: &str| {
+        change
+            .captures(s)
+            .and_then(|c| c.get(1))
+            .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
+    };
+    // The asking sentence from its asking clause on: "set back to 700, all
+    // 8" keeps its scope.
+    // A later clause asks only when it is not the next step of a sequence
+    // the sentence reports ("the runbook says kill it first, then reset
+    // 4-7"): the sentence's first clause asks, or it names no change.
+    static THEN: OnceLock<Regex> = OnceLock::new();
+    let then = THEN.get_or_init(|| Regex::new(r"(?i)^(?:and )?then\b").expect("valid regex"));
+    static ANY_VERB: OnceLock<Regex> = OnceLock::new();
+    let any_verb = ANY_VERB.get_or_init(|| {
+        Regex::new(r"(?i)\b(?:reset|kill|reboot|restart|set|enable|disable|clear|wipe|drain)\b")
+            .expect("valid regex")
+    });
     end.split(question)
         .map(str::trim)
-        .filter(|s| {
-            // "I do not need to reset it" asks for nothing.
-            change
-                .captures(s)
-                .and_then(|c| c.get(1))
-                .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
+        .filter_map(|s| {
+            if asks(s) {
+                return Some(in_original(s));
+            }
+            clause
+                .find_iter(s)
+                .map(|m| m.end())
+                .find(|&at| {
+                    asks(&s[at..]) && !then.is_match(&s[at..]) && !any_verb.is_match(&s[..at])
+                })
+                .map(|at| in_original(&s[at..]))
         })
         .collect()
 }
@@ -442,13 +480,50 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
         .collect();
     let solved = bank::nearest(&format!("{question} {}", words(question)), BANK_HITS);
     let mut first = fuse(&catalogue, &solved, &targets, intent, &vendor);
-    // The fields the question lists, when it lists them, are the table.
-    if let Some(listed) = table::listed(question) {
+    // The fields the question lists, by name or by what they are, are the
+    // table.
+    if let Some(listed) = table::asked(question) {
         first.insert(
             0,
             Reference {
                 command: adapt::adapt(&listed, &targets),
                 purpose: "the fields asked, as the CSV asked".into(),
+                tier: Tier::ReadOnly,
+                implied: false,
+            },
+        );
+    }
+    // A report answers: it shows the sections the question names when it
+    // names two or more and the report is about one of them ("hot and
+    // slow": PERFORMANCE,TEMPERATURE, not every section of a curated one).
+    if let (Some(top), Some(named)) = (first.first_mut(), table::sections(question))
+        && let Some(shows) = Shows::of(&top.command)
+        && top.command.contains(" -d ")
+        && named.iter().any(|s| shows.sections.contains(s))
+        && let Some(command) = with_sections(&top.command, &named)
+    {
+        top.command = command;
+    }
+    // A process named by its id: what that process is, first.
+    if targets.pid_named
+        && let Some(r) = pool.iter().find(|r| one_process(&r.command))
+    {
+        first.insert(
+            0,
+            Reference {
+                command: adapt::adapt(&r.command, &targets),
+                ..r.clone()
+            },
+        );
+    }
+    // A change no command may make (clearing the kernel log): what it
+    // would have acted on, first.
+    if let Some(step) = change::instead_of_refused(question) {
+        first.insert(
+            0,
+            Reference {
+                command: step.to_string(),
+                purpose: purpose_of(step),
                 tier: Tier::ReadOnly,
                 implied: false,
             },
@@ -478,6 +553,39 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     // The rule, once more on what leaves: no change but the one asked.
     out.retain(|r| r.tier != Tier::StateChanging || request.allows(&r.command, snapshot));
     out
+}
+
+/// `command` (a `-q -d` report) showing exactly `sections`.
+fn with_sections(command: &str, sections: &[&str]) -> Option<String> {
+    let mut words = shell_words::split(command).ok()?;
+    let at = words.iter().position(|w| w == "-d" || w == "--display")?;
+    *words.get_mut(at + 1)? = sections.join(",");
+    Some(guard::command_line(&words))
+}
+
+/// `question` with what it quotes blanked out byte for byte: double-quoted
+/// and backquoted spans, and pasted lines from the kernel log or a tool
+/// (`NVRM:`, `Xid`, `kernel:`, `[ 123.456]`, a `|` table row).
+fn quoted_blanked(question: &str) -> String {
+    static QUOTED: OnceLock<Regex> = OnceLock::new();
+    let quoted = QUOTED.get_or_init(|| {
+        Regex::new(r#""[^"\n]*"|“[^”\n]*”|`[^`\n]*`|(?m)^.*(?:NVRM:|\bXid\b|kernel:|^\s*\[\s*\d+\.\d+\]|^\s*\|).*$|'[^'\n]{20,}'"#)
+            .expect("valid regex")
+    });
+    let mut out = question.to_string();
+    for m in quoted.find_iter(question) {
+        out.replace_range(m.range(), &" ".repeat(m.len()));
+    }
+    out
+}
+
+/// Whether `command` shows one process by its id (`ps ... -p 12345`).
+fn one_process(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    words.first() == Some(&"ps")
+        && words
+            .windows(2)
+            .any(|w| w[0] == "-p" && w[1].chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Solved questions from the bank looked at per question.
@@ -838,6 +946,49 @@ impl Vendors {
 mod tests {
     use super::*;
     use crate::copilot::sim_node as node;
+
+    #[test]
+    fn a_change_asked_after_a_dash_or_a_comma_is_asked() {
+        assert_eq!(
+            change_sentences(
+                "came back from the reimage with ECC enabled -- disable ECC on all of them"
+            ),
+            vec!["disable ECC on all of them"]
+        );
+        assert_eq!(
+            change_sentences("GPU 6 is drained, reset it"),
+            vec!["reset it"]
+        );
+        assert_eq!(
+            change_sentences(
+                "the counters are saved. zero the volatile ECC error counters on all 8 GPUs"
+            ),
+            vec!["zero the volatile ECC error counters on all 8 GPUs"]
+        );
+        assert!(
+            change_sentences("do NOT reset anything, there are still jobs on this node").is_empty()
+        );
+        // A step of a sequence someone else wrote is not asked.
+        assert!(
+            change_sentences("runbook says kill -9 the orphan first, then reset 4-7").is_empty()
+        );
+    }
+
+    #[test]
+    fn a_process_named_by_its_id_is_shown_first() {
+        let (snapshot, findings) = node("h100x8-stuck-memory");
+        let first = |q: &str| {
+            rank(q, &snapshot, &findings, 3)
+                .first()
+                .map(|r| r.command.clone())
+        };
+        assert_eq!(
+            first("pid 48213 sittin on 70G on gpus 4-7. wat is it, is it even alive").as_deref(),
+            Some("ps -o pid,ppid,stat,etime,cmd -p 48213")
+        );
+        assert!(one_process("ps -o pid,cmd -p 12345"));
+        assert!(!one_process("ps -eo pid,cmd"));
+    }
 
     #[test]
     fn every_candidate_is_valid_and_has_its_tier() {
