@@ -336,11 +336,10 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
             .and_then(|c| c.get(1))
             .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
     };
-    // The asking sentence from its asking clause on: "set back to 700, all
-    // 8" keeps its scope.
-    // A later clause asks only when it is not the next step of a sequence
-    // the sentence reports ("the runbook says kill it first, then reset
-    // 4-7"): the sentence's first clause asks, or it names no change.
+    // The asking sentence from its asking clause on ("set back to 700, all
+    // 8" keeps its scope). A later clause asks only when it is not the next
+    // step of a sequence the sentence reports ("the runbook says kill it
+    // first, then reset 4-7"): the first clause asks, or it names no change.
     static THEN: OnceLock<Regex> = OnceLock::new();
     let then = THEN.get_or_init(|| Regex::new(r"(?i)^(?:and )?then\b").expect("valid regex"));
     static ANY_VERB: OnceLock<Regex> = OnceLock::new();
@@ -843,10 +842,10 @@ impl Shows {
     /// `command` (a `-q -d` report) showing only these sections; `None` for
     /// any other form.
     fn rewrite(&self, command: &str) -> Option<String> {
-        let mut words = shell_words::split(command).ok()?;
+        let words = shell_words::split(command).ok()?;
         let at = words.iter().position(|w| w == "-d" || w == "--display")?;
-        let value = words.get_mut(at + 1)?;
-        let kept: Vec<&str> = value
+        let kept: Vec<&str> = words
+            .get(at + 1)?
             .split(',')
             .filter(|d| {
                 self.sections
@@ -854,8 +853,7 @@ impl Shows {
                     .any(|s| s.eq_ignore_ascii_case(d.trim()))
             })
             .collect();
-        *value = kept.join(",");
-        Some(guard::command_line(&words))
+        with_sections(command, &kept)
     }
 
     /// Whether both show some same section of the same GPUs.
