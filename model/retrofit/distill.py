@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import corpus  # noqa: E402
-from fit import Retrofit, attention_with, eval_set, forward, measure, write_delta  # noqa: E402
+from fit import Retrofit, attention_with, eval_set, forward, measure, run, write_delta  # noqa: E402
 from qwen import Model, sha256  # noqa: E402
 
 
@@ -185,4 +185,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, ": rerun the same command to resume from the last checkpoint"))

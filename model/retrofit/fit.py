@@ -338,5 +338,18 @@ def main() -> int:
     return 0
 
 
+def run(main, resume_hint: str = "") -> int:
+    """Runs a command-line `main`: a wrong path, an unreadable or corrupt
+    file, or Ctrl-C is one line on stderr, not a traceback."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"interrupted{resume_hint}", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e} (check the paths and that the files are complete GGUF files)", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))
