@@ -13,11 +13,50 @@ command -v clang >/dev/null || need_pkgs+=(clang)
 [ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_pkgs+=(libclang-dev)
 command -v tmux >/dev/null || need_pkgs+=(tmux)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need_pkgs+=(python3-pip)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-    say "installing system packages: ${need_pkgs[*]}"
+python3 -c 'import ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The engines the fleet tests start on this machine (they run their own
+# daemons in temporary directories; the packaged services are not started):
+# pdsh, a one-node Slurm with munge, an OpenSSH server, Prometheus's
+# promtool, systemd-analyze.
+engine_pkgs=()
+command -v pdsh >/dev/null || engine_pkgs+=(pdsh)
+command -v slurmctld >/dev/null || engine_pkgs+=(slurmctld)
+command -v slurmd >/dev/null || engine_pkgs+=(slurmd)
+command -v srun >/dev/null || engine_pkgs+=(slurm-client)
+command -v munged >/dev/null || engine_pkgs+=(munge)
+[ -x /usr/sbin/sshd ] || engine_pkgs+=(openssh-server)
+command -v promtool >/dev/null || engine_pkgs+=(prometheus)
+command -v systemd-analyze >/dev/null || engine_pkgs+=(systemd)
+if [ $((${#need_pkgs[@]} + ${#engine_pkgs[@]})) -gt 0 ]; then
+    say "installing system packages: ${need_pkgs[*]} ${engine_pkgs[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}"
+    # Keep the packaged daemons from starting while they install.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod 755 /usr/sbin/policy-rc.d
+        trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${need_pkgs[@]}" "${engine_pkgs[@]}"
+    # ... nor at the next boot: only the tests start them (and only the
+    # services installed just now are touched).
+    if [ -d /run/systemd/system ]; then
+        for pkg in "${engine_pkgs[@]}"; do
+            case $pkg in
+                slurmctld|slurmd|munge|prometheus) $SUDO systemctl disable --now "$pkg" >/dev/null 2>&1 || true ;;
+                openssh-server) $SUDO systemctl disable --now ssh >/dev/null 2>&1 || true ;;
+            esac
+        done
+    fi
+fi
+
+# Offline checkers of the Kubernetes manifests (deploy/kubernetes/validate.sh).
+tools_venv="${SIGMA_TOOLS_VENV:-$HOME/.cache/sigma/tools-venv}"
+if [ ! -x "$tools_venv/bin/kubernetes-validate" ] || [ ! -x "$tools_venv/bin/yamllint" ]; then
+    say "installing the manifest checkers (kubernetes-validate, yamllint) in $tools_venv"
+    python3 -m venv "$tools_venv"
+    "$tools_venv/bin/pip" install -q kubernetes-validate yamllint
 fi
 
 if ! command -v cargo >/dev/null; then

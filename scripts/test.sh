@@ -8,3 +8,5 @@ sigma="${CARGO_TARGET_DIR:-target}/release/sigma"
 "$sigma" model pull smollm2-135m
 "$sigma" model pull qwen2.5-coder-0.5b
 cargo test --release --locked "$@"
+# The deploy files (DaemonSet, NPD config, NHC check, systemd units), offline.
+SIGMA_REAL_BIN="$sigma" ./deploy/check.sh

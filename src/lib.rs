@@ -17,6 +17,7 @@ pub mod cli;
 pub mod copilot;
 pub mod engine;
 pub mod eval;
+pub mod fleet;
 pub mod guard;
 pub mod probe;
 pub mod repl;

@@ -35,3 +35,19 @@ fn doctor_schema_is_current() {
         schemars::schema_for!(sigma::report::DoctorReport),
     );
 }
+
+#[test]
+fn verdict_schema_is_current() {
+    check(
+        "verdict.schema.json",
+        schemars::schema_for!(sigma::report::verdict::Verdict),
+    );
+}
+
+#[test]
+fn fleet_schema_is_current() {
+    check(
+        "fleet.schema.json",
+        schemars::schema_for!(sigma::report::fleet::FleetReport),
+    );
+}

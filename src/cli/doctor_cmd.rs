@@ -5,12 +5,18 @@
 //! approval policy, same JSON for the answer, in `explanation`). The exit
 //! code still says what the checks found; Ctrl-C during the explanation
 //! exits 130.
+//!
+//! For fleets: `--json --compact` prints the one-line verdict pdsh and clush
+//! can attribute (`report::verdict`), and `--prom-out DIR` writes
+//! `DIR/sigma.prom` for node_exporter's textfile collector (`report::prom`).
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use super::session_args::CopilotArgs;
 use super::{EXIT_USAGE, print_json};
-use crate::report::{DoctorReport, render};
+use crate::report::verdict::Verdict;
+use crate::report::{DoctorReport, prom, render};
 use crate::session::{Consulted, EXIT_INTERRUPTED, Node, consult};
 
 /// Arguments of `sigma doctor`.
@@ -19,6 +25,17 @@ pub struct Args {
     /// Print the report as JSON (schema: docs/doctor.schema.json).
     #[arg(long)]
     pub json: bool,
+
+    /// With --json: one line (host, verdict, version, time, findings by
+    /// id with GPU index and UUID), for pdsh, clush and `sigma fleet`
+    /// (schema: docs/verdict.schema.json).
+    #[arg(long, requires = "json", conflicts_with = "explain")]
+    pub compact: bool,
+
+    /// Write DIR/sigma.prom for node_exporter's textfile collector
+    /// (atomically); nothing is printed unless --json is given too.
+    #[arg(long, value_name = "DIR", conflicts_with = "explain")]
+    pub prom_out: Option<std::path::PathBuf>,
 
     /// Then ask the model to explain the findings and propose next steps
     /// (the flags below apply only with it).
@@ -45,6 +62,26 @@ pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
     }
     let node = Node::open(sim)?;
     let mut report = DoctorReport::new(node.snapshot());
+    if let Some(dir) = &args.prom_out {
+        write_prom(dir, &prom::metrics(&report))?;
+        if !args.json {
+            return Ok(report.exit_code);
+        }
+    }
+    if args.compact {
+        let mut out = std::io::stdout().lock();
+        let mut verdict = Verdict::of(&report);
+        // Under srun, the name the operator gave Slurm (`--srun gpu-017`),
+        // which may differ from the host name, attributes the line.
+        if let Some(name) = std::env::var("SLURMD_NODENAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+        {
+            verdict.host = name;
+        }
+        writeln!(out, "{}", verdict.to_line())?;
+        return Ok(report.exit_code);
+    }
     if args.json {
         if args.explain {
             let consulted = consult(
@@ -78,4 +115,56 @@ pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
         }
     }
     Ok(report.exit_code)
+}
+
+/// The file name `--prom-out DIR` writes.
+const PROM_FILE: &str = "sigma.prom";
+
+/// Writes `DIR/sigma.prom` atomically: a temporary file in `dir`, then a
+/// rename, so the collector never reads half a file. Returns the path.
+fn write_prom(dir: &Path, text: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let path = dir.join(PROM_FILE);
+    let fix = "give --prom-out a directory Sigma can write (node_exporter's --collector.textfile.directory)";
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sigma.prom.")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}: {fix}", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write in {}: {fix}", dir.display()))?;
+    // node_exporter often runs as another user.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.persist(&path)
+        .with_context(|| format!("cannot replace {}: {fix}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_file_is_replaced_whole_and_readable_by_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_prom(dir.path(), "a 1\n").unwrap();
+        write_prom(dir.path(), "b 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b 2\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+        let err = write_prom(Path::new("/nonexistent/dir"), "x").unwrap_err();
+        assert!(format!("{err:#}").contains("give --prom-out a directory"));
+    }
 }

@@ -10,6 +10,8 @@
 //! - 2: usage error
 //! - 3: `doctor` found warnings
 //! - 4: `doctor` found critical problems
+//! - 5: `fleet`: no node is critical but some node gave no verdict
+//! - 1 / 2 for `npd`: a problem / Sigma failed (node-problem-detector's protocol)
 //! - 130: Ctrl-C stopped `generate`, `ask` or `doctor --explain`
 
 mod ask_cmd;
@@ -19,11 +21,15 @@ mod bench_quality;
 mod chat_cmd;
 mod doctor_cmd;
 mod eval_cmd;
+mod exporter_cmd;
+mod fleet_cmd;
 mod generate_cmd;
 mod log_cmd;
 mod model_cmd;
+mod npd_cmd;
 mod session_args;
 mod sim_cmd;
+mod slurm_cmd;
 mod snapshot_cmd;
 mod tui_cmd;
 
@@ -83,6 +89,15 @@ pub enum Command {
     /// Simulated nodes.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
+    /// Check many nodes through pdsh, clush, srun or ssh and group the findings.
+    Fleet(fleet_cmd::Args),
+    /// Slurm's HealthCheckProgram (drains on critical findings) and Prolog.
+    #[command(subcommand)]
+    Slurm(slurm_cmd::SlurmCommand),
+    /// node-problem-detector custom plugin: exit 0/1/2 and one line.
+    Npd(npd_cmd::Args),
+    /// Serve the doctor's metrics over HTTP for Prometheus.
+    Exporter(exporter_cmd::Args),
 }
 
 /// Runs the CLI on the process arguments and returns the exit code.
@@ -127,6 +142,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Generate(args)) => generate_cmd::run(args),
         Some(Command::Bench(args)) => bench_cmd::run(args),
         Some(Command::Sim(cmd)) => sim_cmd::run(&cmd),
+        Some(Command::Fleet(args)) => fleet_cmd::run(&args),
+        Some(Command::Slurm(cmd)) => slurm_cmd::run(sim, &cmd),
+        Some(Command::Npd(args)) => npd_cmd::run(sim, &args),
+        Some(Command::Exporter(args)) => exporter_cmd::run(sim, &args),
         // No subcommand: the dashboard where the terminal can show it,
         // plain-text findings where it cannot (pipes, TERM=dumb).
         None if crate::tui::is_supported() => tui_cmd::run(sim, &tui_cmd::Args::default()),

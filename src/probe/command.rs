@@ -121,8 +121,8 @@ pub fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Output, Co
     Ok(Output { stdout, stderr })
 }
 
-/// Reads a pipe to its end on a thread of its own.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+/// Reads a pipe to its end on a thread of its own (lossily decoded).
+pub fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut buf = Vec::new();
         if let Some(mut p) = pipe {

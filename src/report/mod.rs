@@ -18,8 +18,11 @@
 
 pub mod answer;
 pub mod doctor;
+pub mod fleet;
+pub mod prom;
 pub mod render;
 pub mod transcript;
+pub mod verdict;
 
 pub use answer::{AnswerReport, CommandReport, RunRecord};
 pub use doctor::{DoctorReport, EXIT_CRITICAL, EXIT_HEALTHY, EXIT_WARNING, Status, Summary};
