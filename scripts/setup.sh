@@ -16,10 +16,11 @@ command -v pip3 >/dev/null || command -v pip >/dev/null || need_pkgs+=(python3-p
 python3 -c 'import ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 # The engines the fleet tests start on this machine (they run their own
 # daemons in temporary directories; the packaged services are not started):
-# pdsh, a one-node Slurm with munge, an OpenSSH server, Prometheus's
+# pdsh, clush, a one-node Slurm with munge, an OpenSSH server, Prometheus's
 # promtool, systemd-analyze.
 engine_pkgs=()
 command -v pdsh >/dev/null || engine_pkgs+=(pdsh)
+command -v clush >/dev/null || engine_pkgs+=(clustershell)
 command -v slurmctld >/dev/null || engine_pkgs+=(slurmctld)
 command -v slurmd >/dev/null || engine_pkgs+=(slurmd)
 command -v srun >/dev/null || engine_pkgs+=(slurm-client)

@@ -1,11 +1,13 @@
-//! `sigma fleet --ssh` against a real OpenSSH server on 127.0.0.1, started
-//! for the test on a free port with its own host and user keys, stopped by
-//! process id: verdicts gathered over ssh, an unreachable host named with
-//! ssh's reason, the binary installed with scp, and a confirmed command run
-//! on the node through ssh with its words intact.
+//! `sigma fleet` over ssh, pdsh (its ssh module) and clush against a real
+//! OpenSSH server on 127.0.0.1, started for the test on a free port with
+//! its own host and user keys, stopped by process id: verdicts gathered,
+//! an unreachable host named with ssh's reason, the binary installed (scp,
+//! pdcp, clush --copy), and a confirmed command run on the node through
+//! ssh with its words intact.
 //!
-//! Needs root and `openssh-server`, which `scripts/setup.sh` installs;
-//! without them the test fails with that advice.
+//! Needs root, `openssh-server`, `pdsh` and `clustershell`, which
+//! `scripts/setup.sh` installs; without them the test fails with that
+//! advice.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -84,6 +86,26 @@ impl Sshd {
             self.port,
             self.dir.path().join("userkey").display()
         )
+    }
+
+    /// A ClusterShell configuration directory (`CLUSTERSHELL_CFGDIR`) whose
+    /// ssh and scp options reach it.
+    fn clush_config(&self) -> PathBuf {
+        let dir = self.dir.path().join("clustershell");
+        std::fs::create_dir_all(&dir).unwrap();
+        let common = format!(
+            "-i {} -oStrictHostKeyChecking=no -oUserKnownHostsFile=/dev/null -oLogLevel=ERROR -oBatchMode=yes",
+            self.dir.path().join("userkey").display()
+        );
+        std::fs::write(
+            dir.join("clush.conf"),
+            format!(
+                "[Main]\nssh_options: -p {port} {common}\nscp_options: -P {port} {common}\n",
+                port = self.port
+            ),
+        )
+        .unwrap();
+        dir
     }
 
     /// The `--ssh-option`s that reach it.
@@ -208,6 +230,44 @@ fn fleet_over_ssh_gathers_installs_and_runs_only_what_is_confirmed() {
     let version = Command::new(&pdcp_dest).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("sigma "));
     assert!(!dest_dir.path().join("sigma-by-pdcp.sigma-install").exists());
+
+    // clush, over the same ssh: verdicts and an install.
+    let clush = sshd.clush_config();
+    let out = Command::new(SIGMA)
+        .args([
+            "fleet",
+            "--json",
+            "--clush",
+            "127.0.0.1,localhost,127.0.0.2",
+            "--remote-sigma",
+            &remote(),
+        ])
+        .env("CLUSTERSHELL_CFGDIR", &clush)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["summary"]["critical"], 2, "{report}");
+    let reason = report["no_answer"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("Connection refused"), "{reason}");
+    let clush_dest = dest_dir.path().join("sigma-by-clush");
+    let out = Command::new(SIGMA)
+        .args([
+            "fleet",
+            "--clush",
+            "127.0.0.1",
+            "--install",
+            clush_dest.to_str().unwrap(),
+        ])
+        .env("CLUSTERSHELL_CFGDIR", &clush)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("on 1 of 1 nodes"),
+        "{out:?}"
+    );
+    let version = Command::new(&clush_dest).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("sigma "));
 
     // --ask offers the critical node's command; confirmed on a terminal, it
     // runs on that node through ssh, each word as the guard saw it.
