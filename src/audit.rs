@@ -155,6 +155,9 @@ pub enum Record {
         /// Why it could not run, when it could not.
         #[serde(default)]
         error: Option<String>,
+        /// The files that ran, symlinks resolved (live runs).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        programs: Vec<String>,
     },
 }
 
@@ -418,6 +421,7 @@ mod tests {
                 output_bytes: 100,
                 dropped_bytes: 0,
                 error: None,
+                programs: Vec::new(),
             },
         ];
         for r in &records {

@@ -236,6 +236,7 @@ fn confirm_and_run(
                     output_bytes: run.output.len(),
                     dropped_bytes: run.dropped,
                     error: None,
+                    programs: Vec::new(),
                 });
             }
             Err(e) => {
@@ -247,6 +248,7 @@ fn confirm_and_run(
                     output_bytes: 0,
                     dropped_bytes: 0,
                     error: Some(format!("{e:#}")),
+                    programs: Vec::new(),
                 });
             }
         }

@@ -189,6 +189,7 @@ mod tests {
                 output_bytes: 512,
                 dropped_bytes: 0,
                 error: None,
+                programs: Vec::new(),
             },
         ];
         for r in records {
@@ -217,6 +218,7 @@ mod tests {
             output_bytes: 512,
             dropped_bytes: 0,
             error: None,
+            programs: Vec::new(),
         }));
         assert!(
             line.ends_with("  execution  exit 0 · 0.12 s · 512 B · nvidia-smi -L"),

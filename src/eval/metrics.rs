@@ -298,6 +298,7 @@ mod tests {
             exit: guard::Exit::Code(code),
             segments: Vec::new(),
             duration: std::time::Duration::ZERO,
+            programs: Vec::new(),
         }
     }
 

@@ -186,6 +186,11 @@ pub struct Flag {
     /// Why, when not read-only.
     #[serde(default)]
     pub reason: Option<String>,
+    /// For a number: the values `[low, high]` that keep a run short. One
+    /// outside (`dmon -c 1000000`, `-c 0` or `-c -1` that some tools read as
+    /// "forever", a delay of a day) makes the command heavy.
+    #[serde(default)]
+    pub quick: Option<[f64; 2]>,
     /// One line saying what it does.
     pub description: String,
     /// It picks the GPUs the command applies to (`rocm-smi -d`, `amd-smi

@@ -20,6 +20,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -68,15 +69,19 @@ pub enum Exit {
     Signal(i32),
     /// It ran past the time limit and its process group was killed.
     TimedOut,
+    /// Ctrl-C stopped it and its process group was killed.
+    Interrupted,
 }
 
 impl Exit {
-    /// The shell's exit code: the code, 128 + signal, or 124 for a timeout.
+    /// The shell's exit code: the code, 128 + signal, 124 for a timeout,
+    /// 130 for Ctrl-C.
     pub fn code(self) -> i32 {
         match self {
             Self::Code(c) => c,
             Self::Signal(s) => 128 + s,
             Self::TimedOut => 124,
+            Self::Interrupted => 130,
         }
     }
 
@@ -95,6 +100,7 @@ impl fmt::Display for Exit {
             Self::Code(c) => write!(f, "exit code {c}"),
             Self::Signal(s) => write!(f, "killed by signal {s}"),
             Self::TimedOut => f.write_str("timed out and was killed"),
+            Self::Interrupted => f.write_str("stopped by Ctrl-C, with everything it started"),
         }
     }
 }
@@ -142,6 +148,9 @@ pub struct Execution {
     pub segments: Vec<Exit>,
     /// Wall-clock duration.
     pub duration: Duration,
+    /// The file each segment ran, symlinks resolved (live runs only; the
+    /// simulator runs none for the first segment).
+    pub programs: Vec<PathBuf>,
 }
 
 /// Why a command was not run.
@@ -181,6 +190,18 @@ pub fn execute(
     target: Target<'_>,
     limits: &Limits,
 ) -> Result<Execution, ExecError> {
+    execute_interruptible(verdict, target, limits, &AtomicBool::new(false))
+}
+
+/// [`execute`], stopped early when `interrupt` is set (the session's Ctrl-C
+/// flag): the pipeline's whole process group is killed and the run ends
+/// with [`Exit::Interrupted`].
+pub fn execute_interruptible(
+    verdict: &Verdict,
+    target: Target<'_>,
+    limits: &Limits,
+    interrupt: &AtomicBool,
+) -> Result<Execution, ExecError> {
     let Some(plan) = &verdict.plan else {
         return Err(ExecError::Blocked {
             rule: verdict.rule.clone(),
@@ -199,9 +220,9 @@ pub fn execute(
                     });
                 }
             }
-            run_pipeline(&plan.segments, None, limits)?
+            run_pipeline(&plan.segments, None, limits, interrupt)?
         }
-        Target::Simulated(node) => simulate(node, &plan.segments, limits)?,
+        Target::Simulated(node) => simulate(node, &plan.segments, limits, interrupt)?,
     };
     run.command = verdict.command.clone();
     run.duration = start.elapsed();
@@ -209,7 +230,12 @@ pub fn execute(
 }
 
 /// The first segment on the simulated node, the filters for real.
-fn simulate(node: &SimNode, segments: &[Segment], limits: &Limits) -> Result<Execution, ExecError> {
+fn simulate(
+    node: &SimNode,
+    segments: &[Segment],
+    limits: &Limits,
+    interrupt: &AtomicBool,
+) -> Result<Execution, ExecError> {
     let (first, rest) = segments.split_first().ok_or_else(|| ExecError::Blocked {
         rule: "no program is named".into(),
     })?;
@@ -233,14 +259,17 @@ fn simulate(node: &SimNode, segments: &[Segment], limits: &Limits) -> Result<Exe
             exit: first_exit,
             segments: vec![first_exit],
             duration: Duration::ZERO,
+            programs: Vec::new(),
         });
     }
-    let mut run = run_pipeline(rest, Some(stdout), limits)?;
+    let mut run = run_pipeline(rest, Some(stdout), limits, interrupt)?;
     if !stderr.is_empty() {
         let joined = format!("{stderr}{}", run.stderr.text);
         run.stderr = tail(joined.as_bytes(), limits.output_cap);
     }
     run.segments.insert(0, first_exit);
+    // The first segment ran nowhere: no path to show for any.
+    run.programs.clear();
     Ok(run)
 }
 
@@ -308,18 +337,68 @@ impl Drain {
     }
 }
 
-/// Finds `program` in the absolute directories of `PATH` (a relative entry
-/// such as `.` would run whatever the current directory holds).
-fn find_program(program: &str) -> Option<PathBuf> {
+/// How often a running pipeline looks at the interrupt flag.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
+/// The directories searched for a program, before `PATH`'s own.
+const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Variables a command keeps from Sigma's environment; every other one
+/// (`LD_PRELOAD`, `PAGER`, `LESSOPEN`, `BASH_ENV`, `PYTHONPATH`, ...) is
+/// dropped.
+const KEPT_ENV: [&str; 4] = ["HOME", "USER", "LOGNAME", "TZ"];
+
+/// Finds `program`: in the system directories, then the absolute
+/// directories of `PATH` (a relative entry such as `.` would run whatever
+/// the current directory holds). The file, with symlinks resolved, must
+/// not be writable by anyone but root and this user, nor be in a
+/// directory that is: a look-alike dropped in `/tmp` or a shared directory
+/// never runs. Returns the resolved path, or why there is none.
+fn find_program(program: &str) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(program))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+    let user_path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(SYSTEM_PATH).chain(std::env::split_paths(&user_path));
+    let mut refused = None;
+    for dir in dirs.filter(|d| d.is_absolute()) {
+        let candidate = dir.join(program);
+        let Ok(real) = candidate.canonicalize() else {
+            continue;
+        };
+        let executable = real
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if !executable {
+            continue;
+        }
+        match untrusted_location(&real) {
+            None => return Ok(real),
+            Some(why) => {
+                refused.get_or_insert(format!("{} not run: {why}", real.display()));
+            }
+        }
+    }
+    Err(refused.unwrap_or_else(|| "not found on this node".to_string()))
+}
+
+/// Why `path` (resolved) is not trusted to run, if it is not: it, or its
+/// directory, is writable by group or others, or owned by someone other
+/// than root or this user.
+fn untrusted_location(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    let me = unsafe { libc::geteuid() };
+    for p in [Some(path), path.parent()].into_iter().flatten() {
+        let Ok(meta) = p.metadata() else {
+            return Some(format!("cannot inspect {}", p.display()));
+        };
+        if meta.uid() != 0 && meta.uid() != me {
+            return Some(format!("{} is owned by uid {}", p.display(), meta.uid()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Some(format!("{} is writable by other users", p.display()));
+        }
+    }
+    None
 }
 
 /// Runs `segments` as one pipeline in its own process group, feeding
@@ -328,15 +407,16 @@ fn run_pipeline(
     segments: &[Segment],
     input: Option<String>,
     limits: &Limits,
+    interrupt: &AtomicBool,
 ) -> Result<Execution, ExecError> {
     let start = Instant::now();
     let mut programs = Vec::new();
     for segment in segments {
         let name = &segment.argv[0];
         match find_program(name) {
-            Some(p) => programs.push(p),
-            None => {
-                let message = format!("{name}: not found on this node\n");
+            Ok(p) => programs.push(p),
+            Err(why) => {
+                let message = format!("{name}: {why}\n");
                 return Ok(Execution {
                     command: String::new(),
                     stdout: Captured::default(),
@@ -344,6 +424,7 @@ fn run_pipeline(
                     exit: Exit::Code(127),
                     segments: vec![Exit::Code(127)],
                     duration: start.elapsed(),
+                    programs: Vec::new(),
                 });
             }
         }
@@ -356,26 +437,40 @@ fn run_pipeline(
     }
     let deadline = start + limits.timeout;
     let mut exits = Vec::new();
-    let mut timed_out = false;
+    // Why the group was stopped early, if it was.
+    let mut stopped: Option<Exit> = None;
     for child in &mut group.children {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let status = if timed_out {
-            None
-        } else {
-            child.wait_timeout(left).map_err(|source| ExecError::Io {
-                program: segments[0].argv[0].clone(),
-                source,
-            })?
-        };
-        match status {
-            Some(s) => exits.push(Exit::from_status(s)),
-            None => {
-                timed_out = true;
-                exits.push(Exit::TimedOut);
+        let status = loop {
+            if stopped.is_some() {
+                break None;
             }
-        }
+            if interrupt.load(Ordering::SeqCst) {
+                stopped = Some(Exit::Interrupted);
+                break None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                stopped = Some(Exit::TimedOut);
+                break None;
+            }
+            // Short waits, so Ctrl-C is seen within a tenth of a second.
+            let waited = child
+                .wait_timeout(left.min(INTERRUPT_POLL))
+                .map_err(|source| ExecError::Io {
+                    program: segments[0].argv[0].clone(),
+                    source,
+                })?;
+            if let Some(status) = waited {
+                break Some(status);
+            }
+        };
+        exits.push(match (status, stopped) {
+            (Some(s), _) => Exit::from_status(s),
+            (None, Some(why)) => why,
+            (None, None) => Exit::TimedOut,
+        });
     }
-    if timed_out {
+    if stopped.is_some() {
         group.kill();
     }
     let grace = Duration::from_secs(1);
@@ -392,11 +487,7 @@ fn run_pipeline(
         err_dropped += dropped;
     }
     let excess = err.len().saturating_sub(limits.output_cap);
-    let exit = if timed_out {
-        Exit::TimedOut
-    } else {
-        exits.last().copied().unwrap_or(Exit::Code(0))
-    };
+    let exit = stopped.unwrap_or_else(|| exits.last().copied().unwrap_or(Exit::Code(0)));
     Ok(Execution {
         command: String::new(),
         stdout: Captured::from_bytes(&out, out_dropped),
@@ -404,6 +495,7 @@ fn run_pipeline(
         exit,
         segments: exits,
         duration: start.elapsed(),
+        programs,
     })
 }
 
@@ -488,11 +580,25 @@ impl Group {
 /// A command for one segment, in the pipeline's process group.
 fn command(program: &Path, argv: &[String], pgid: Option<i32>) -> Command {
     let mut cmd = Command::new(program);
-    cmd.arg0(&argv[0])
-        .args(&argv[1..])
+    cmd.arg0(&argv[0]).args(&argv[1..]).env_clear();
+    for name in KEPT_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    cmd.env("PATH", SYSTEM_PATH)
+        .env("LC_ALL", "C")
         .env("PAGER", "cat")
         .env("SYSTEMD_PAGER", "cat")
         .process_group(pgid.unwrap_or(0));
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
+    // The child gets SIGKILL if Sigma dies (killed, crashed) before it ends.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     cmd
 }
 
@@ -521,6 +627,9 @@ mod tests {
         }
     }
 
+    /// An interrupt flag nobody sets.
+    static NO_STOP: AtomicBool = AtomicBool::new(false);
+
     fn limits(timeout_ms: u64, cap: usize) -> Limits {
         Limits {
             timeout: Duration::from_millis(timeout_ms),
@@ -535,6 +644,7 @@ mod tests {
             &[segment(&["sleep", "5"]), segment(&["cat"])],
             None,
             &limits(200, 1024),
+            &NO_STOP,
         )
         .unwrap();
         assert_eq!(run.exit, Exit::TimedOut);
@@ -543,6 +653,76 @@ mod tests {
             started.elapsed() < Duration::from_secs(4),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[test]
+    fn ctrl_c_kills_the_whole_group_at_once() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = Arc::clone(&flag);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            setter.store(true, Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        // `sh -c 'sleep 30 & wait'`: a grandchild in the group, too.
+        let run = run_pipeline(
+            &[segment(&["sh", "-c", "sleep 30 & echo started; wait"])],
+            None,
+            &limits(20_000, 1024),
+            &flag,
+        )
+        .unwrap();
+        assert_eq!(run.exit, Exit::Interrupted);
+        assert_eq!(run.exit.code(), 130);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(run.stdout.text, "started\n", "output so far is kept");
+    }
+
+    #[test]
+    fn the_child_environment_is_an_allowlist() {
+        // cargo gives test processes many variables (CARGO_*, RUST_*...):
+        // none of them may reach the child.
+        let parent: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+        assert!(parent.iter().any(|k| !KEPT_ENV.contains(&k.as_str())));
+        let run = run_pipeline(&[segment(&["env"])], None, &limits(5000, 8192), &NO_STOP).unwrap();
+        let names: Vec<&str> = run
+            .stdout
+            .text
+            .lines()
+            .filter_map(|l| l.split('=').next())
+            .collect();
+        for name in &names {
+            assert!(
+                KEPT_ENV.contains(name)
+                    || ["PATH", "LC_ALL", "PAGER", "SYSTEMD_PAGER"].contains(name),
+                "{name} leaked into the child: {names:?}"
+            );
+        }
+        assert!(run.stdout.text.contains("PAGER=cat\n"));
+        assert!(run.stdout.text.contains(&format!("PATH={SYSTEM_PATH}\n")));
+    }
+
+    #[test]
+    fn a_program_in_a_writable_directory_never_runs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let fake = dir.path().join("sigma-look-alike");
+        std::fs::write(&fake, "#!/bin/sh\necho pwned\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let why = untrusted_location(&fake.canonicalize().unwrap()).expect("refused");
+        assert!(why.contains("writable by other users"), "{why}");
+        // A real system tool resolves to its real path.
+        let sh = find_program("sh").unwrap();
+        assert!(
+            sh.is_absolute() && untrusted_location(&sh).is_none(),
+            "{}",
+            sh.display()
         );
     }
 
@@ -572,8 +752,13 @@ mod tests {
 
     #[test]
     fn output_cap_keeps_the_tail() {
-        let run =
-            run_pipeline(&[segment(&["seq", "1", "20000"])], None, &limits(5000, 100)).unwrap();
+        let run = run_pipeline(
+            &[segment(&["seq", "1", "20000"])],
+            None,
+            &limits(5000, 100),
+            &NO_STOP,
+        )
+        .unwrap();
         assert!(run.stdout.truncated);
         assert!(run.stdout.text.starts_with("[... "), "{}", run.stdout.text);
         assert!(
@@ -590,6 +775,7 @@ mod tests {
             &[segment(&["grep", "b"]), segment(&["wc", "-l"])],
             Some("a\nb\nab\nc\n".into()),
             &limits(5000, 1024),
+            &NO_STOP,
         )
         .unwrap();
         assert_eq!(run.stdout.text.trim(), "2");
@@ -603,6 +789,7 @@ mod tests {
             &[segment(&["sigma-no-such-tool", "-L"])],
             None,
             &limits(1000, 1024),
+            &NO_STOP,
         )
         .unwrap();
         assert_eq!(run.exit, Exit::Code(127));
@@ -616,7 +803,7 @@ mod tests {
     fn stderr_can_join_stdout() {
         let mut s = segment(&["ls", "/sigma-no-such-dir"]);
         s.redirects.stderr = StderrTo::Pipe;
-        let run = run_pipeline(&[s], None, &limits(5000, 1024)).unwrap();
+        let run = run_pipeline(&[s], None, &limits(5000, 1024), &NO_STOP).unwrap();
         assert!(run.stdout.text.contains("sigma-no-such-dir"), "{run:?}");
         assert!(run.stderr.text.is_empty());
     }

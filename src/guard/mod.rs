@@ -56,7 +56,9 @@ mod risk;
 use serde::{Deserialize, Serialize};
 
 pub use catalogue::Catalogue;
-pub use execute::{Captured, ExecError, Execution, Exit, Limits, Target, execute};
+pub use execute::{
+    Captured, ExecError, Execution, Exit, Limits, Target, execute, execute_interruptible,
+};
 pub use parse::MAX_LEN;
 
 /// How risky a command is; ordered from harmless to refused.

@@ -348,6 +348,7 @@ impl<'c> Walker<'c> {
                 Ok(chosen) => {
                     canon_value = Some(canonical_value(flag.arg, v, &chosen));
                     self.choices(&chosen, &shown, &mut meaning);
+                    self.heavy_path(flag.arg, v);
                 }
                 Err(why) => {
                     self.a.refuse(
@@ -362,6 +363,14 @@ impl<'c> Walker<'c> {
             self.a.long_flags.push(LongFlag {
                 help: owner.help.clone(),
                 flag: typed.to_string(),
+            });
+        }
+        if let (Some([low, high]), Some(v)) = (flag.quick, &value)
+            && v.parse::<f64>().is_ok_and(|n| n < low || n > high)
+        {
+            let label = &self.label;
+            self.a.raise(Tier::Heavy, || {
+                format!("{label}: {shown} {v} is outside {low}..{high}, so the run is long or does not end")
             });
         }
         let label = &self.label;
@@ -385,6 +394,18 @@ impl<'c> Walker<'c> {
     }
 
     /// Raises the tier for chosen values and adds their descriptions.
+    /// Raises to heavy a path whose read can upset hardware.
+    fn heavy_path(&mut self, kind: ArgKind, v: &str) {
+        if kind != ArgKind::Path {
+            return;
+        }
+        if let Some(why) = heavy_read(v) {
+            let label = &self.label;
+            self.a
+                .raise(Tier::Heavy, || format!("{label}: reading '{v}' {why}"));
+        }
+    }
+
     fn choices(&mut self, chosen: &[&Choice], shown: &str, meaning: &mut String) {
         let described: Vec<String> = chosen
             .iter()
@@ -474,6 +495,7 @@ impl<'c> Walker<'c> {
                 Ok(chosen) => {
                     let mut meaning = format!("{}: {}", spec.name, spec.description);
                     self.choices(&chosen, &spec.name, &mut meaning);
+                    self.heavy_path(spec.arg, &value);
                     self.a.items[item].meaning = meaning;
                 }
                 Err(why) => {
@@ -638,8 +660,49 @@ const DENIED_PROC: &[&str] = &[
     "personality",
 ];
 
+/// Places under `/proc` and `/sys` whose read is not a plain read: it
+/// consumes what other readers need and never ends (`/proc/kmsg`,
+/// `trace_pipe`), or runs driver code (debugfs: reading
+/// `amdgpu_gpu_recover` resets the GPU; `usbmon` captures keystrokes).
+const DENIED_TREES: &[(&str, &str)] = &[
+    (
+        "/proc/kmsg",
+        "reading it takes kernel messages from the system log and never ends",
+    ),
+    (
+        "/sys/kernel/debug",
+        "debugfs files run driver code when read (some reset the GPU)",
+    ),
+    (
+        "/sys/kernel/tracing",
+        "trace files consume events other tools wait for and never end",
+    ),
+];
+
+/// Why reading `p` is heavy, if it is: PCI configuration space, VPD and
+/// option ROMs are read from the device itself, which can hang or upset
+/// some devices (the catalogue rates `lspci -x` heavy for the same reason).
+fn heavy_read(p: &str) -> Option<&'static str> {
+    let device_file = ["config", "vpd", "rom"]
+        .iter()
+        .any(|name| p.rsplit('/').next() == Some(name));
+    let pci = p.starts_with("/sys/bus/pci/") || p.starts_with("/sys/devices/pci");
+    if (pci && device_file) || p.starts_with("/proc/bus/pci/") {
+        return Some("reads the device's PCI space, which can hang or upset some devices");
+    }
+    None
+}
+
 /// A path may be read only if it is a plain path under `/proc` or `/sys`.
 pub(crate) fn check_path(p: &str) -> Result<(), String> {
+    for (tree, why) in DENIED_TREES {
+        if p == *tree
+            || p.strip_prefix(tree)
+                .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return Err(format!("path '{p}': {why}"));
+        }
+    }
     let under_proc = p == "/proc" || p.starts_with("/proc/");
     if !under_proc && p != "/sys" && !p.starts_with("/sys/") {
         return Err(format!(
@@ -714,6 +777,12 @@ mod tests {
     #[test]
     fn paths_are_confined() {
         assert!(check_path("/proc/driver/nvidia/version").is_ok());
+        assert!(check_path("/proc/kmsg").is_err());
+        assert!(check_path("/sys/kernel/debug/dri/0/amdgpu_gpu_recover").is_err());
+        assert!(check_path("/sys/kernel/debugfoo").is_ok());
+        assert!(heavy_read("/sys/bus/pci/devices/0000:18:00.0/config").is_some());
+        assert!(heavy_read("/proc/bus/pci/18/00.0").is_some());
+        assert!(heavy_read("/sys/bus/pci/devices/0000:18:00.0/current_link_speed").is_none());
         assert!(check_path("/sys/bus/pci/devices/0000:17:00.0/").is_ok());
         for bad in [
             "/etc/shadow",

@@ -63,12 +63,22 @@ pub fn execution(out: &mut impl Write, n: usize, run: &Execution) -> io::Result<
         }
     }
     let bytes = run.stdout.text.len() + run.stderr.text.len();
-    writeln!(
+    write!(
         out,
         "[{n}] {} · {:.2} s · {bytes} bytes",
         run.exit,
         run.duration.as_secs_f64()
-    )
+    )?;
+    // What actually ran, after PATH lookup and symlinks.
+    if !run.programs.is_empty() {
+        let ran: Vec<String> = run
+            .programs
+            .iter()
+            .map(|p| printable(&p.to_string_lossy()).into_owned())
+            .collect();
+        write!(out, " · ran {}", ran.join(" | "))?;
+    }
+    writeln!(out)
 }
 
 /// `/explain`: each argument and its meaning, meanings wrapped in a column.

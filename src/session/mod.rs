@@ -214,6 +214,10 @@ impl<'a> Session<'a> {
                 }
                 ran += usize::from(self.run(i, out)?);
             }
+            if self.options.cancel.is_cancelled() {
+                writeln!(out, "(cancelled)")?;
+                return Ok(());
+            }
             if ran == 0 {
                 break;
             }
@@ -318,7 +322,18 @@ impl<'a> Session<'a> {
         }
         writeln!(out, "[{n}] $ {}", printable(&verdict.command))?;
         out.flush()?;
-        match guard::execute(verdict, self.node.target(), &self.options.limits) {
+        // Ctrl-C while it runs stops the command (and all it started), not
+        // Sigma; the rest of the question's runs are skipped.
+        let cancel = self.options.cancel.clone();
+        let busy = cancel.busy();
+        let executed = guard::execute_interruptible(
+            verdict,
+            self.node.target(),
+            &self.options.limits,
+            &cancel.flag(),
+        );
+        drop(busy);
+        match executed {
             Ok(run) => {
                 transcript::execution(out, n, &run)?;
                 self.audit.record(Record::Execution {
@@ -328,6 +343,11 @@ impl<'a> Session<'a> {
                     output_bytes: run.stdout.text.len() + run.stderr.text.len(),
                     dropped_bytes: run.stdout.dropped_bytes + run.stderr.dropped_bytes,
                     error: None,
+                    programs: run
+                        .programs
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
                 });
                 let output = format!("{}{}", run.stdout.text, run.stderr.text);
                 self.runs.push(RunRecord {
@@ -372,6 +392,7 @@ impl<'a> Session<'a> {
                     output_bytes: 0,
                     dropped_bytes: 0,
                     error: Some(e.to_string()),
+                    programs: Vec::new(),
                 });
                 Ok(false)
             }
@@ -423,6 +444,7 @@ pub fn ended(exit: Exit) -> Ended {
         Exit::Code(code) => Ended::Exited(code),
         Exit::Signal(_) => Ended::Killed,
         Exit::TimedOut => Ended::TimedOut,
+        Exit::Interrupted => Ended::Killed,
     }
 }
 

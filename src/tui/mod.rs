@@ -346,6 +346,7 @@ fn audit_event(audit: &mut AuditLog, event: &Event) {
             output_bytes: r.output.len(),
             dropped_bytes: r.dropped_bytes,
             error: r.error.clone(),
+            programs: Vec::new(),
         }),
         _ => {}
     }
