@@ -13,6 +13,14 @@
 //! (`sigma: warning: audit log PATH: permission denied; continuing without it`)
 //! and the session goes on without a log.
 //!
+//! # Concurrency and size
+//! Each record is one `write` to a file opened with `O_APPEND`, so records
+//! of concurrent Sigma processes never interleave. Past [`ROTATE_BYTES`]
+//! the file is renamed `audit.jsonl.1` (older ones shift up to
+//! `.`[`KEEP_ROTATED`]) under an exclusive `flock`; a process still holding
+//! the old file notices and reopens, so no record is lost. [`read`] reads
+//! the rotated files first, oldest first.
+//!
 //! # Format
 //! Each line is an [`Entry`]: `time` (RFC 3339, UTC), `session` (one id per
 //! process), `kind` and the fields of that kind of [`Record`]:
@@ -38,6 +46,12 @@ pub const STATE_DIR_ENV: &str = "SIGMA_STATE_DIR";
 
 /// File name of the audit log in the state directory.
 pub const LOG_FILE: &str = "audit.jsonl";
+
+/// Size past which the log is rotated.
+pub const ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Rotated files kept (`audit.jsonl.1` is the newest).
+pub const KEEP_ROTATED: usize = 4;
 
 /// Sigma's state directory (audit log, chat history): `$SIGMA_STATE_DIR`,
 /// else `$XDG_STATE_HOME/sigma`, else `~/.local/state/sigma`. `None` when
@@ -208,6 +222,8 @@ pub struct AuditLog {
     session: String,
     /// Where the one warning goes (standard error).
     warnings: Box<dyn Write + Send>,
+    /// Size past which the file is rotated.
+    rotate_bytes: u64,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -236,7 +252,14 @@ impl AuditLog {
             failed: false,
             session: format!("{}-{}", now.format("%Y%m%dT%H%M%S"), std::process::id()),
             warnings: Box::new(io::stderr()),
+            rotate_bytes: ROTATE_BYTES,
         }
+    }
+
+    /// Rotates past `bytes` instead of [`ROTATE_BYTES`].
+    pub fn rotate_at(mut self, bytes: u64) -> AuditLog {
+        self.rotate_bytes = bytes;
+        self
     }
 
     /// Sends the failure warning to `sink` instead of standard error.
@@ -283,8 +306,15 @@ impl AuditLog {
             ));
         };
         let failure = |e: io::Error| format!(" {}: {}", path.display(), describe(&e));
-        let mut line = serde_json::to_string(entry).map_err(|e| failure(e.into()))?;
+        let line = serde_json::to_string(entry).map_err(|e| failure(e.into()))?;
+        let mut line = crate::checks::inert_json(&line).into_owned();
         line.push('\n');
+        if let Some(file) = &self.file
+            && file.metadata().map_err(failure)?.len() >= self.rotate_bytes
+        {
+            rotate(path, file).map_err(failure)?;
+            self.file = None;
+        }
         let file = match &mut self.file {
             Some(file) => file,
             None => self.file.insert(open_append(path).map_err(failure)?),
@@ -292,6 +322,38 @@ impl AuditLog {
         // One write per line: O_APPEND keeps concurrent sessions' lines whole.
         file.write_all(line.as_bytes()).map_err(failure)
     }
+}
+
+/// Rotates the log `file` open at `path`, unless another process already
+/// did (then `path` is a new file and the caller just reopens it).
+fn rotate(path: &Path, file: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock(2) on a descriptor we own; released when it closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mine = file.metadata()?;
+    let current = fs::metadata(path).ok();
+    if current.is_some_and(|c| c.ino() == mine.ino() && c.dev() == mine.dev()) {
+        for n in (1..KEEP_ROTATED).rev() {
+            let from = rotated(path, n);
+            if from.exists() {
+                fs::rename(&from, rotated(path, n + 1))?;
+            }
+        }
+        fs::rename(path, rotated(path, 1))?;
+    }
+    // SAFETY: as above.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    Ok(())
+}
+
+/// `audit.jsonl.N`.
+fn rotated(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
 }
 
 /// An I/O error in a few lowercase words (`permission denied`).
@@ -337,29 +399,43 @@ pub struct Contents {
     pub unreadable: usize,
 }
 
-/// Reads the log at `path`; `Ok(None)` when there is none yet.
+/// Reads the log at `path` with its rotated files, oldest first; `Ok(None)`
+/// when there is none yet. A line that is not an entry (torn by a crash,
+/// or not UTF-8) is counted and skipped; it never hides the rest.
 pub fn read(path: &Path) -> Result<Option<Contents>, ReadError> {
-    let error = |source| ReadError {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(error(e)),
-    };
     let mut contents = Contents::default();
-    for line in BufReader::new(file).lines() {
-        let line = line.map_err(error)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Entry>(&line) {
-            Ok(entry) => contents.entries.push((entry, line)),
-            Err(_) => contents.unreadable += 1,
+    let mut found = false;
+    let files = (1..=KEEP_ROTATED)
+        .rev()
+        .map(|n| rotated(path, n))
+        .chain([path.to_path_buf()]);
+    for file_path in files {
+        let error = |source| ReadError {
+            path: file_path.clone(),
+            source,
+        };
+        let file = match File::open(&file_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(error(e)),
+        };
+        found = true;
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(error)?;
+            let Ok(line) = String::from_utf8(line) else {
+                contents.unreadable += 1;
+                continue;
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Entry>(&line) {
+                Ok(entry) => contents.entries.push((entry, line)),
+                Err(_) => contents.unreadable += 1,
+            }
         }
     }
-    Ok(Some(contents))
+    Ok(found.then_some(contents))
 }
 
 #[cfg(test)]
@@ -507,6 +583,78 @@ mod tests {
         let contents = read(&path).unwrap().unwrap();
         assert_eq!(contents.entries.len(), 1);
         assert_eq!(contents.unreadable, 1);
+    }
+
+    #[test]
+    fn a_torn_line_in_the_middle_and_invalid_utf8_hide_nothing_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::at(Some(path.clone()));
+        log.record(question("before"));
+        let mut f = File::options().append(true).open(&path).unwrap();
+        f.write_all(b"{\"time\":\"2026-01-01T00:00:00Z\",\"se\n\xff\xfe garbage\n")
+            .unwrap();
+        let mut log = AuditLog::at(Some(path.clone()));
+        log.record(question("after"));
+        let contents = read(&path).unwrap().unwrap();
+        let texts: Vec<&str> = contents
+            .entries
+            .iter()
+            .map(|(_, line)| line.as_str())
+            .collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(texts[1].contains("after"));
+        assert_eq!(contents.unreadable, 2);
+    }
+
+    #[test]
+    fn rotation_by_size_keeps_every_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::at(Some(path.clone())).rotate_at(2_000);
+        for i in 0..100 {
+            log.record(question(&format!("question {i}")));
+        }
+        assert!(rotated(&path, 1).exists() && rotated(&path, 2).exists());
+        assert!(!rotated(&path, KEEP_ROTATED + 1).exists());
+        assert!(fs::metadata(&path).unwrap().len() < 2_000 + 200);
+        let contents = read(&path).unwrap().unwrap();
+        let n = contents.entries.len();
+        // The oldest files beyond KEEP_ROTATED are dropped; the rest are in order.
+        assert!(n >= 40, "{n}");
+        for (k, (_, line)) in contents.entries.iter().enumerate() {
+            assert!(
+                line.contains(&format!("question {}\"", 100 - n + k)),
+                "{line}"
+            );
+        }
+        for file in [path.clone(), rotated(&path, 1)] {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_one_warning_and_the_work_goes_on() {
+        let sink = Sink::default();
+        let mut log = AuditLog::at(Some(PathBuf::from("/dev/full"))).warn_to(sink.clone());
+        log.record(question("one"));
+        log.record(question("two"));
+        let warning = sink.text();
+        assert_eq!(warning.lines().count(), 1, "{warning}");
+        assert!(
+            warning.contains("/dev/full") && warning.contains("continuing without it"),
+            "{warning}"
+        );
+        // A read-only place: /proc refuses new files.
+        let sink = Sink::default();
+        let mut log = AuditLog::at(Some(PathBuf::from("/proc/sigma-audit/audit.jsonl")))
+            .warn_to(sink.clone());
+        log.record(question("three"));
+        assert_eq!(sink.text().lines().count(), 1, "{}", sink.text());
     }
 
     #[test]

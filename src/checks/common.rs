@@ -122,6 +122,27 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// JSON text with every control, bidi and invisible character written as a
+/// `\uXXXX` escape. serde_json escapes only C0 controls; a raw C1 control
+/// (`U+009B` is CSI) or a bidi override inside a string would still act on
+/// a terminal showing the JSON. Such characters only occur inside JSON
+/// strings, where the escape means the same character.
+pub fn inert_json(json: &str) -> Cow<'_, str> {
+    let live = |c: char| c.is_control() || is_bidi_or_invisible(c);
+    if !json.chars().any(live) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if live(c) && c != '\n' {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Cuts `s` to at most `max` characters, marking the cut with `…`.
 pub fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -156,7 +177,9 @@ pub(super) fn quoted(text: &str, max_chars: usize) -> String {
 
 /// Characters that reorder or hide text in a terminal (used to disguise a
 /// process name).
-fn is_bidi_or_invisible(c: char) -> bool {
+/// Characters that reorder or hide text on a terminal (bidi overrides and
+/// isolates, zero-width characters, the BOM).
+pub fn is_bidi_or_invisible(c: char) -> bool {
     matches!(
         c,
         '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
@@ -206,6 +229,24 @@ mod tests {
         assert_eq!(untrusted("ok name"), "ok name");
         let long = "x".repeat(500);
         assert_eq!(untrusted(&long).chars().count(), EVIDENCE_MAX_CHARS + 1);
+    }
+
+    #[test]
+    fn inert_json_escapes_c1_and_bidi_and_stays_the_same_json() {
+        let value = serde_json::json!({"name": "a\u{9b}2J\u{202e}b\u{1b}c", "n": 1});
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let inert = inert_json(&pretty);
+        assert!(
+            !inert.contains('\u{9b}') && !inert.contains('\u{202e}'),
+            "{inert}"
+        );
+        assert!(
+            inert.contains("\\u009b") && inert.contains("\\u202e"),
+            "{inert}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&inert).unwrap();
+        assert_eq!(back, value);
+        assert!(matches!(inert_json("{\"a\": 1}"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod testutil;
 
 use std::cmp::Reverse;
 
-pub use common::{printable, truncate};
+pub use common::{inert_json, is_bidi_or_invisible, printable, truncate};
 pub use facts::run_on_facts;
 pub use finding::*;
 

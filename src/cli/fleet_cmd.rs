@@ -148,17 +148,17 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
 /// Prints the answer and its numbered per-node commands with the guard's
 /// tier.
 fn show_answer(out: &mut dyn Write, answer: &ask::FleetAnswer) -> std::io::Result<()> {
-    writeln!(out, "{}", answer.answer)?;
+    writeln!(out, "{}", printable(&answer.answer))?;
     for (n, p) in answer.proposals.iter().enumerate() {
         let verdict = &p.proposal.verdict;
         writeln!(
             out,
             "  [{}] {}: {}  ({}; {})",
             n + 1,
-            p.host,
+            printable(&p.host),
             printable(&p.proposal.command),
             verdict.tier,
-            p.proposal.purpose
+            printable(&p.proposal.purpose)
         )?;
     }
     Ok(())
@@ -199,7 +199,7 @@ fn confirm_and_run(
             tier: verdict.tier,
             rule: verdict.rule.clone(),
         });
-        writeln!(err, "[{}] on {}:", n + 1, p.host)?;
+        writeln!(err, "[{}] on {}:", n + 1, printable(&p.host))?;
         let approval = approval::approve(RunMode::Confirm, verdict, &mut prompter);
         audit.record(Record::Approval {
             command: on_node.clone(),
@@ -222,13 +222,13 @@ fn confirm_and_run(
         match run {
             Ok(run) => {
                 for line in run.output.lines() {
-                    writeln!(out, "{}: {}", p.host, printable(line))?;
+                    writeln!(out, "{}: {}", printable(&p.host), printable(line))?;
                 }
                 let status = match run.exit_code {
                     Some(code) => format!("exit {code}"),
                     None => format!("stopped after {} s", opts.timeout.as_secs()),
                 };
-                writeln!(out, "[{}] {}: {status}", n + 1, p.host)?;
+                writeln!(out, "[{}] {}: {status}", n + 1, printable(&p.host))?;
                 audit.record(Record::Execution {
                     command: on_node,
                     exit_code: run.exit_code,

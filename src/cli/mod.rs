@@ -186,7 +186,9 @@ fn report_error(err: &anyhow::Error) -> i32 {
 /// Writes a value as pretty JSON followed by a newline to stdout.
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
+    // Node text in the JSON stays inert on a terminal too.
+    let json = serde_json::to_string_pretty(value)?;
+    out.write_all(crate::checks::inert_json(&json).as_bytes())?;
     writeln!(out)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::verdict::{Verdict, cut};
 use super::{EXIT_CRITICAL, EXIT_HEALTHY, EXIT_WARNING, Status};
-use crate::checks::Severity;
+use crate::checks::{Severity, printable};
 
 /// Exit code of `sigma fleet` when no node is critical but some node gave
 /// no verdict (unreachable, no sigma, timed out).
@@ -209,13 +209,14 @@ pub fn render(out: &mut dyn Write, report: &FleetReport) -> io::Result<()> {
             "FINDING", "SEVERITY", "NODES"
         )?;
         for group in &report.findings {
+            // Everything here came from the nodes' lines: escaped.
             writeln!(
                 out,
                 "{:<24} {:<8} {:>5}  {}",
-                group.id,
+                printable(&group.id),
                 group.severity.as_str(),
                 group.nodes.len(),
-                cut(&group.title, 40)
+                cut(&printable(&group.title), 40)
             )?;
             // As many places as fit an 80-column line.
             let places = (1..=group.nodes.len())
@@ -223,7 +224,7 @@ pub fn render(out: &mut dyn Write, report: &FleetReport) -> io::Result<()> {
                 .take_while(|line| line.chars().count() <= PLACES_WIDTH)
                 .last()
                 .unwrap_or_else(|| cut(&group.places(1), PLACES_WIDTH));
-            writeln!(out, "    {places}")?;
+            writeln!(out, "    {}", printable(&places))?;
         }
     }
     if !report.no_answer.is_empty() {
@@ -237,7 +238,12 @@ pub fn render(out: &mut dyn Write, report: &FleetReport) -> io::Result<()> {
             .unwrap_or(0)
             .min(30);
         for node in &report.no_answer {
-            writeln!(out, "{:<width$}  {}", node.host, cut(&node.reason, 100))?;
+            writeln!(
+                out,
+                "{:<width$}  {}",
+                printable(&node.host),
+                cut(&printable(&node.reason), 100)
+            )?;
         }
     }
     Ok(())

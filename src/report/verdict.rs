@@ -89,10 +89,12 @@ impl Verdict {
         }
     }
 
-    /// The verdict as one line of JSON (no newline): serde escapes every
-    /// control character, so text from the node cannot break the line.
+    /// The verdict as one line of JSON (no newline): every control, bidi
+    /// and invisible character is escaped, so text from the node can
+    /// neither break the line nor act on a terminal.
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("a verdict always serializes")
+        let line = serde_json::to_string(self).expect("a verdict always serializes");
+        crate::checks::inert_json(&line).into_owned()
     }
 
     /// The worst finding at or above `floor`, if any.

@@ -51,11 +51,17 @@ impl Theme {
         if self.ascii { " | " } else { " · " }
     }
 
-    /// Text from the node made safe to show: control characters become `?`;
+    /// Text from the node made safe to show: control characters and the
+    /// characters that reorder or hide text (bidi overrides, zero-width)
+    /// become `?`;
     /// in ASCII mode a few common symbols are spelled out (`°` is dropped,
     /// `…` becomes `...`) and everything else outside ASCII becomes `?`.
     pub fn clean<'a>(&self, s: &'a str) -> Cow<'a, str> {
-        let bad = |c: char| c.is_control() || (self.ascii && !c.is_ascii());
+        let bad = |c: char| {
+            c.is_control()
+                || crate::checks::is_bidi_or_invisible(c)
+                || (self.ascii && !c.is_ascii())
+        };
         if !s.chars().any(bad) {
             return Cow::Borrowed(s);
         }
@@ -181,6 +187,7 @@ mod tests {
         assert_eq!(ascii.clean("gpu\u{1b}[2Jé"), "gpu?[2J?");
         assert_eq!(ascii.clean("86 °C…"), "86 C...");
         assert_eq!(unicode.clean("gpu\u{1b}é"), "gpu?é");
+        assert_eq!(unicode.clean("a\u{202E}b\u{200B}\u{9b}c\r"), "a?b??c?");
         assert!(matches!(unicode.clean("plain"), Cow::Borrowed(_)));
     }
 
