@@ -73,10 +73,7 @@ pub fn run(sim: Option<&str>, args: &Args) -> anyhow::Result<i32> {
         let mut verdict = Verdict::of(&report);
         // Under srun, the name the operator gave Slurm (`--srun gpu-017`),
         // which may differ from the host name, attributes the line.
-        if let Some(name) = std::env::var("SLURMD_NODENAME")
-            .ok()
-            .filter(|n| !n.is_empty())
-        {
+        if let Some(name) = crate::fleet::slurm::slurm_node_name() {
             verdict.host = name;
         }
         writeln!(out, "{}", verdict.to_line())?;

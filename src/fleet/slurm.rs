@@ -133,16 +133,21 @@ pub fn scontrol(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Slurm name of this node: `SLURMD_NODENAME` when Slurm set it, else
-/// the short host name.
-pub fn this_node() -> String {
+/// The name Slurm gave this node, when Sigma runs under Slurm (srun, a
+/// prolog, the health check): `SLURMD_NODENAME`.
+pub fn slurm_node_name() -> Option<String> {
     std::env::var("SLURMD_NODENAME")
         .ok()
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| {
-            let host = sysinfo::System::host_name().unwrap_or_default();
-            host.split('.').next().unwrap_or_default().to_string()
-        })
+}
+
+/// The Slurm name of this node: [`slurm_node_name`], else the short host
+/// name.
+pub fn this_node() -> String {
+    slurm_node_name().unwrap_or_else(|| {
+        let host = sysinfo::System::host_name().unwrap_or_default();
+        host.split('.').next().unwrap_or_default().to_string()
+    })
 }
 
 #[cfg(test)]
