@@ -43,9 +43,11 @@ fn every_command_is_allowed_canonical_and_every_question_unique() {
 
 #[test]
 fn read_only_commands_of_simulated_tools_answer_on_some_node() {
+    // A node whose tools hang answers nothing: leave it out.
     let nodes: Vec<_> = sigma::sim::list()
         .into_iter()
         .map(|s| sigma::sim::load(&s.name).expect("simulated node"))
+        .filter(|n| n.hung_programs().is_empty())
         .collect();
     let mut failures = Vec::new();
     let mut tried = 0;

@@ -70,6 +70,7 @@ pub type Rule = fn(&Snapshot) -> Vec<Finding>;
 pub const RULES: &[Rule] = &[
     xid::xid_events,
     presence::gpu_lost,
+    presence::nvml_hung,
     presence::missing_from_nvml,
     memory::ecc_uncorrected,
     memory::remapped_rows,

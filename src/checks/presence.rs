@@ -1,6 +1,8 @@
 //! Presence: is every NVIDIA GPU on the PCI bus reachable through NVML?
 //!
 //! - `gpu-lost`: NVML lists the GPU but says it is lost.
+//! - `nvml-hung`: NVML did not answer within the probe's deadline (a hung
+//!   driver); the GPUs it could not list are then not reported as missing.
 //! - `gpu-missing-from-nvml`: an NVIDIA GPU on PCI that NVML does not list.
 //!   When NVML lists none of them (NVML unavailable, driver not loaded) this
 //!   is one node-wide finding rather than one per GPU. A device bound to
@@ -16,7 +18,7 @@ use std::collections::BTreeMap;
 
 use super::common::{argv, bug_report, dmesg, evidence, lspci_device, untrusted};
 use super::{Finding, Severity};
-use crate::probe::{PciGpu, Snapshot, normalize_bus_id};
+use crate::probe::{PciGpu, Snapshot, Unavailable, normalize_bus_id};
 
 /// NVIDIA's PCI vendor id.
 const NVIDIA_VENDOR: &str = "10de";
@@ -69,12 +71,68 @@ pub(super) fn missing_from_nvml(snapshot: &Snapshot) -> Vec<Finding> {
         .partition(|p| p.driver.as_deref().is_some_and(|d| d != "nvidia"));
 
     let mut findings: Vec<Finding> = elsewhere.into_iter().map(bound_elsewhere).collect();
-    if snapshot.gpus.is_empty() && !unclaimed.is_empty() {
+    if nvml_timed_out(snapshot).is_some() {
+        // NVML never answered: it listed nothing, so nothing is missing from
+        // it; `nvml-hung` reports the node.
+    } else if snapshot.gpus.is_empty() && !unclaimed.is_empty() {
         findings.push(no_gpu_in_nvml(snapshot, &unclaimed));
     } else {
         findings.extend(unclaimed.into_iter().map(|p| one_missing(snapshot, p)));
     }
     findings
+}
+
+/// The `nvml` source's entry when it missed the probe's deadline.
+pub(super) fn nvml_timed_out(snapshot: &Snapshot) -> Option<&Unavailable> {
+    snapshot
+        .unavailable
+        .iter()
+        .find(|u| u.source == "nvml" && u.timed_out())
+}
+
+/// Rule: `nvml-hung`, critical, when NVML did not answer within the probe's
+/// deadline: calls into the NVIDIA driver block, so `nvidia-smi`, DCGM and
+/// every CUDA job on the node hang with it.
+pub(super) fn nvml_hung(snapshot: &Snapshot) -> Vec<Finding> {
+    let Some(nvml) = nvml_timed_out(snapshot) else {
+        return Vec::new();
+    };
+    let nvidia_pci = snapshot
+        .pci_gpus
+        .iter()
+        .filter(|p| p.vendor_id.eq_ignore_ascii_case(NVIDIA_VENDOR))
+        .count();
+    let mut ev = evidence([
+        ("nvml", untrusted(&nvml.reason)),
+        ("nvidia_pci_gpus", nvidia_pci.to_string()),
+    ]);
+    let mut xids: Vec<String> = Vec::new();
+    for e in &snapshot.xid_events {
+        let seen = format!("XID {} on {}", e.xid, untrusted(&e.pci_bus_id));
+        if !xids.contains(&seen) {
+            xids.push(seen);
+        }
+    }
+    if !xids.is_empty() {
+        ev.insert("xids".into(), xids.join(", "));
+    }
+    vec![Finding {
+        id: "nvml-hung".into(),
+        severity: Severity::Critical,
+        gpu: None,
+        title: "NVML did not answer: the NVIDIA driver is hung".into(),
+        evidence: ev,
+        commands: vec![dmesg(), bug_report()],
+        why: "NVML calls did not return within the probe's deadline: they are blocked inside \
+              the NVIDIA driver, so `nvidia-smi`, DCGM and every CUDA call on this node hang \
+              the same way, and running jobs are stuck. It usually follows a GPU firmware \
+              (GSP) timeout, XID 119 or 120, or a GPU fallen off the bus, XID 79: the kernel \
+              log names the GPU. Do not run nvidia-smi without a time limit. Collect \
+              `nvidia-bug-report.sh --safe-mode`, drain the node and reboot it: a GPU reset \
+              needs a driver that answers. If it recurs, check the driver version against \
+              NVIDIA's known GSP issues."
+            .into(),
+    }]
 }
 
 /// NVML sees no GPU at all although NVIDIA GPUs are on PCI: the driver is
@@ -300,6 +358,46 @@ mod tests {
         assert_eq!(f.title, "3 NVIDIA GPUs on PCI, none visible to NVML");
         assert_eq!(f.evidence["drivers"], "none, none, none");
         assert!(f.evidence["nvml"].contains("libnvidia-ml"));
+    }
+
+    #[test]
+    fn nvml_past_the_deadline_is_a_hung_driver_not_missing_gpus() {
+        let mut snapshot = node(vec![]);
+        snapshot.pci_gpus = (0..8).map(|i| pci(i, Some("nvidia"))).collect();
+        snapshot.xid_events.push(XidEvent {
+            pci_bus_id: "0000:1b:00".into(),
+            xid: 119,
+            message: "Timeout after 6s of waiting for RPC response from GPU3 GSP!".into(),
+            ..XidEvent::default()
+        });
+        snapshot.unavailable.push(Unavailable {
+            source: "nvml".into(),
+            reason: format!(
+                "{}: the nvml probe did not answer within 8 s",
+                Unavailable::TIMED_OUT
+            ),
+        });
+        let findings = run(nvml_hung, &snapshot);
+        assert_eq!(ids(&findings), ["nvml-hung"]);
+        let f = &findings[0];
+        assert_eq!((f.severity, f.gpu), (Severity::Critical, None));
+        assert_eq!(f.evidence["nvidia_pci_gpus"], "8");
+        assert_eq!(f.evidence["xids"], "XID 119 on 0000:1b:00");
+        assert!(
+            f.commands.iter().all(|c| c[0] != "nvidia-smi"),
+            "{:?}",
+            f.commands
+        );
+        // The GPUs NVML could not list are not "missing": one finding.
+        assert!(run(missing_from_nvml, &snapshot).is_empty());
+
+        // NVML that failed at once (no driver) is not a hang.
+        snapshot.unavailable[0].reason = "libnvidia-ml.so.1 not found".into();
+        assert!(run(nvml_hung, &snapshot).is_empty());
+        assert_eq!(
+            ids(&run(missing_from_nvml, &snapshot)),
+            ["gpu-missing-from-nvml"]
+        );
     }
 
     #[test]

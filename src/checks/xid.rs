@@ -112,6 +112,7 @@ fn group_finding(snapshot: &Snapshot, events: &[&XidEvent]) -> Option<Finding> {
     }
 
     let pid = events.iter().rev().find_map(|e| e.pid);
+    let nvml_hung = super::presence::nvml_timed_out(snapshot).is_some();
     let commands = match info {
         Some(info) => info
             .commands
@@ -128,10 +129,13 @@ fn group_finding(snapshot: &Snapshot, events: &[&XidEvent]) -> Option<Finding> {
         ),
     };
     if gpu.is_none() {
-        why.push_str(
+        why.push_str(if nvml_hung {
+            " NVML did not answer, so the bus id cannot be matched to a GPU index (see \
+             nvml-hung)."
+        } else {
             " No NVML GPU has this bus id: the GPU is gone from NVML (see \
-             gpu-missing-from-nvml) or the log is from another boot.",
-        );
+             gpu-missing-from-nvml) or the log is from another boot."
+        });
     }
     Some(Finding {
         id: format!("xid-{xid}"),

@@ -3,11 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::session_args::DeviceArgs;
+use super::session_args::{CommandTimeoutArg, DeviceArgs};
 use crate::copilot::Assistant;
 use crate::copilot::approval::RunMode;
 use crate::engine::device::DeviceChoice;
-use crate::guard::Limits;
 use crate::repl;
 use crate::session::{Cancel, Node, Options};
 
@@ -31,6 +30,9 @@ pub struct Args {
     pub rounds: u8,
 
     #[command(flatten)]
+    pub command_timeout: CommandTimeoutArg,
+
+    #[command(flatten)]
     pub device: DeviceArgs,
 }
 
@@ -40,6 +42,7 @@ impl Default for Args {
             run: RunMode::Confirm,
             model: None,
             rounds: 3,
+            command_timeout: CommandTimeoutArg::default(),
             device: DeviceArgs::default(),
         }
     }
@@ -66,7 +69,7 @@ pub fn run(sim: Option<&str>, args: &Args, load: LoadAssistant<'_>) -> anyhow::R
     let options = Options {
         run_mode: args.run,
         rounds: args.rounds.into(),
-        limits: Limits::default(),
+        limits: args.command_timeout.limits(),
         no_model,
         cancel,
     };

@@ -13,6 +13,7 @@ use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::kv_cache::CacheTypes;
 use crate::engine::model::{FusedDecode, LoadOptions, Model, StockAttention};
 use crate::engine::session::SessionOptions;
+use crate::guard::Limits;
 use crate::session::ConsultOptions;
 
 /// Cache element types offered on the command line.
@@ -72,6 +73,32 @@ impl DeviceArgs {
     }
 }
 
+/// `--command-timeout`: how long each command Sigma runs may take.
+#[derive(clap::Args, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandTimeoutArg {
+    /// Seconds each command Sigma runs may take before it and everything it
+    /// started are killed (1 to 3600; `dcgmi diag -r 3` needs minutes).
+    #[arg(long = "command-timeout", value_name = "SECS",
+          default_value_t = Limits::DEFAULT_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub secs: u64,
+}
+
+impl Default for CommandTimeoutArg {
+    fn default() -> Self {
+        Self {
+            secs: Limits::DEFAULT_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl CommandTimeoutArg {
+    /// The executor's limits with this timeout.
+    pub fn limits(self) -> Limits {
+        Limits::with_timeout_secs(self.secs)
+    }
+}
+
 /// Answers per question unless `--rounds` says otherwise.
 const DEFAULT_ROUNDS: u8 = 3;
 
@@ -100,6 +127,9 @@ pub struct CopilotArgs {
     pub threads: Option<usize>,
 
     #[command(flatten)]
+    pub command_timeout: CommandTimeoutArg,
+
+    #[command(flatten)]
     pub device: DeviceArgs,
 }
 
@@ -111,6 +141,7 @@ impl CopilotArgs {
             && self.model.is_none()
             && self.rounds == DEFAULT_ROUNDS
             && self.threads.is_none()
+            && self.command_timeout == CommandTimeoutArg::default()
             && self.device.choice() == DeviceChoice::default()
     }
 
@@ -122,6 +153,7 @@ impl CopilotArgs {
             device: self.device.choice(),
             run_mode: self.run,
             rounds: self.rounds.into(),
+            limits: self.command_timeout.limits(),
         }
     }
 }

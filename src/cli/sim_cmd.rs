@@ -2,9 +2,10 @@
 
 use std::io::Write;
 
+use super::session_args::CommandTimeoutArg;
 use super::{EXIT_FAILURE, print_json};
 use crate::checks::printable;
-use crate::guard::{self, Limits, Target, Tier};
+use crate::guard::{self, Exit, Limits, Target, Tier};
 use crate::sim;
 
 /// Subcommands of `sigma sim`.
@@ -26,6 +27,8 @@ pub enum SimCommand {
         /// The command line, after `--` (`sigma sim run h100x8-xid79 -- nvidia-smi -L`).
         #[arg(value_name = "COMMAND", required = true, last = true)]
         command: Vec<String>,
+        #[command(flatten)]
+        command_timeout: CommandTimeoutArg,
     },
 }
 
@@ -45,13 +48,18 @@ pub fn run(cmd: &SimCommand) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        SimCommand::Run { node, command } => run_on(node, command),
+        SimCommand::Run {
+            node,
+            command,
+            command_timeout,
+        } => run_on(node, command, command_timeout.limits()),
     }
 }
 
 /// `sigma sim run`: the guard's verdict on stderr, then what the simulator
-/// printed, with its exit code.
-fn run_on(node: &str, command: &[String]) -> anyhow::Result<i32> {
+/// printed, with its exit code (and on stderr how it ended, when it did not
+/// exit by itself).
+fn run_on(node: &str, command: &[String], limits: Limits) -> anyhow::Result<i32> {
     let node = sim::load(node)?;
     // One word is a whole command line (`-- "nvidia-smi -L | head"`).
     let line = match command {
@@ -64,8 +72,17 @@ fn run_on(node: &str, command: &[String]) -> anyhow::Result<i32> {
     if verdict.tier == Tier::Blocked {
         return Ok(EXIT_FAILURE);
     }
-    let run = guard::execute(&verdict, Target::Simulated(&node), &Limits::default())?;
+    let run = guard::execute(&verdict, Target::Simulated(&node), &limits)?;
     write!(anstream::stdout(), "{}", printable(&run.stdout.text))?;
     write!(err, "{}", printable(&run.stderr.text))?;
+    if run.exit == Exit::TimedOut {
+        writeln!(
+            err,
+            "sigma: {} {} after {} s (--command-timeout)",
+            printable(&line),
+            run.exit,
+            limits.timeout.as_secs()
+        )?;
+    }
     Ok(run.exit.code())
 }

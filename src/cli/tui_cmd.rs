@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::session_args::DeviceArgs;
+use super::session_args::{CommandTimeoutArg, DeviceArgs};
 use crate::copilot::local::LocalOptions;
 use crate::report::{DoctorReport, render};
 use crate::session::Node;
@@ -36,6 +36,9 @@ pub struct Args {
     pub rounds: u8,
 
     #[command(flatten)]
+    pub command_timeout: CommandTimeoutArg,
+
+    #[command(flatten)]
     pub device: DeviceArgs,
 }
 
@@ -46,6 +49,7 @@ impl Default for Args {
             refresh: 2,
             model: None,
             rounds: 3,
+            command_timeout: CommandTimeoutArg::default(),
             device: DeviceArgs::default(),
         }
     }
@@ -62,6 +66,7 @@ impl Args {
             },
             refresh: Duration::from_secs(self.refresh),
             rounds: usize::from(self.rounds),
+            limits: self.command_timeout.limits(),
         }
     }
 }

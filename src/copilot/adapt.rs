@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use crate::guard::{self, catalogue::Catalogue, catalogue::Tool};
-use crate::probe::Snapshot;
+use crate::probe::{Snapshot, normalize_bus_id};
 
 /// What a question points at.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,6 +64,29 @@ fn bus_regex() -> &'static Regex {
 fn hca_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(&R, r"\bmlx5_\d+\b")
+}
+
+/// Whether `command` names a PCI address that is neither one of the node's
+/// GPUs nor in `question`: an example's address left unfitted, which would
+/// read a device that does not exist.
+pub fn names_unknown_device(command: &str, question: &str, snapshot: &Snapshot) -> bool {
+    let known = |bus: &str| {
+        let want = normalize_bus_id(bus);
+        snapshot
+            .pci_gpus
+            .iter()
+            .map(|p| p.bdf.as_str())
+            .chain(snapshot.gpus.iter().map(|g| g.pci_bus_id.as_str()))
+            .any(|b| normalize_bus_id(b) == want)
+    };
+    let asked: Vec<String> = bus_regex()
+        .captures_iter(question)
+        .map(|c| normalize_bus_id(&c[0]))
+        .collect();
+    bus_regex().captures_iter(command).any(|c| {
+        let bus = &c[0];
+        !known(bus) && !asked.contains(&normalize_bus_id(bus))
+    })
 }
 
 /// Whole numbers.
@@ -475,6 +498,17 @@ mod tests {
 
     fn node(name: &str) -> Snapshot {
         crate::sim::load(name).expect("sim loads").snapshot
+    }
+
+    #[test]
+    fn a_pci_address_must_be_on_the_node_or_in_the_question() {
+        let s = node("h100x8-xid79");
+        let info = "cat /proc/driver/nvidia/gpus/0000:17:00.0/information";
+        assert!(names_unknown_device(info, "what is wrong?", &s));
+        assert!(!names_unknown_device(info, "what is 17:00.0?", &s));
+        let on_node = "lspci -vvv -s 5d:00.0";
+        assert!(!names_unknown_device(on_node, "what is wrong?", &s));
+        assert!(!names_unknown_device("nvidia-smi -q", "why?", &s));
     }
 
     #[test]

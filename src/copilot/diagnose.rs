@@ -241,7 +241,9 @@ fn finding_topics(f: &Finding) -> Vec<Topic> {
         | "retired-pages-pending"
         | "amd-ras-uncorrectable" => vec![Topic::Memory],
         "pcie-link-degraded" => vec![Topic::Pcie],
-        "gpu-lost" | "gpu-missing-from-nvml" | "xid-79" => vec![Topic::Lost, Topic::Xid],
+        "gpu-lost" | "gpu-missing-from-nvml" | "nvml-hung" | "xid-79" | "xid-119" | "xid-120" => {
+            vec![Topic::Lost, Topic::Xid]
+        }
         "xid-74" => vec![Topic::Nvlink, Topic::Xid],
         "xid-48" | "xid-63" | "xid-64" | "xid-92" | "xid-94" | "xid-95" | "xid-140" => {
             vec![Topic::Memory, Topic::Xid]
@@ -788,6 +790,23 @@ fn problem(snapshot: &Snapshot, group: &[&Finding], all: &[Finding]) -> String {
             );
             s
         }
+        ("nvml-hung", _) => {
+            let on_pci = f
+                .evidence
+                .get("nvidia_pci_gpus")
+                .map_or(String::new(), |n| {
+                    format!("; {} NVIDIA GPUs are on the PCI bus", printable(n))
+                });
+            let after = f
+                .evidence
+                .get("xids")
+                .map_or(String::new(), |x| format!(", after {}", printable(x)));
+            format!(
+                "the NVIDIA driver is hung{after}: NVML did not answer within {} s, so \
+                 nvidia-smi, DCGM and CUDA calls hang too{on_pci}",
+                crate::probe::PROBE_DEADLINE.as_secs()
+            )
+        }
         ("ecc-uncorrected", Some(g)) => {
             let ecc = g.ecc.clone().unwrap_or_default();
             format!(
@@ -1324,7 +1343,7 @@ fn healthy_readings(
         .count();
     let nvidia = snapshot.gpus.len();
     let amd = snapshot.amd_gpus.len();
-    if nvidia == 0 && amd == 0 {
+    if nvidia == 0 && amd == 0 && snapshot.pci_gpus.is_empty() {
         out.push(
             "no GPU on this node, so nothing to check: the driver reports none and no GPU is \
              on the PCI bus"

@@ -404,7 +404,18 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     // Candidates come fitted to the question; a change comes fitted and
     // checked, so nothing here may rewrite it.
     let csv = table::asks_csv(question).then(|| table::format(question));
+    let driver_hung = snapshot
+        .unavailable
+        .iter()
+        .any(|u| u.source == "nvml" && u.timed_out());
     let mut push = |r: &Reference, out: &mut Vec<Reference>| {
+        // Nothing about a device the node does not have, and nothing that
+        // waits on a driver seen hung.
+        if adapt::names_unknown_device(&r.command, question, snapshot)
+            || (driver_hung && reaches_nvidia_driver(&r.command))
+        {
+            return;
+        }
         // A table in the CSV format asked ("no header", "no units").
         let command = match &csv {
             Some(format) if r.command.contains("--format=csv") => r
@@ -515,6 +526,22 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
             },
         );
     }
+    // A hung driver answers nothing: what its finding reads instead (the
+    // kernel log), first, whatever was asked of the GPUs.
+    if driver_hung {
+        let steps = findings
+            .iter()
+            .filter(|f| f.id == "nvml-hung")
+            .flat_map(|f| f.commands.iter())
+            .map(|argv| guard::command_line(argv))
+            .map(|command| Reference {
+                purpose: purpose_of(&command),
+                tier: guard::check(&command).tier,
+                implied: false,
+                command,
+            });
+        first.splice(0..0, steps.collect::<Vec<_>>());
+    }
     // A change no command may make (clearing the kernel log): what it
     // would have acted on, first.
     if let Some(step) = change::instead_of_refused(question) {
@@ -552,6 +579,19 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     // The rule, once more on what leaves: no change but the one asked.
     out.retain(|r| r.tier != Tier::StateChanging || request.allows(&r.command, snapshot));
     out
+}
+
+/// Programs that call into the NVIDIA driver and hang when it does.
+const NVIDIA_DRIVER_CLIENTS: &[&str] = &["nvidia-smi", "dcgmi", "nvidia-settings"];
+
+/// Whether `command` runs a program that hangs with a hung NVIDIA driver.
+fn reaches_nvidia_driver(command: &str) -> bool {
+    command
+        .split('|')
+        .filter_map(|segment| segment.split_whitespace().next())
+        .any(|program| {
+            NVIDIA_DRIVER_CLIENTS.contains(&program.rsplit('/').next().unwrap_or(program))
+        })
 }
 
 /// `command` (a `-q -d` report) showing exactly `sections`.
@@ -1152,6 +1192,26 @@ mod tests {
             expanded.contains("throttle") && !expanded.to_lowercase().contains("xid"),
             "{expanded}"
         );
+    }
+
+    #[test]
+    fn a_hung_driver_gets_no_command_that_would_hang_on_it() {
+        let (s, f) = node("h100x8-driver-hung");
+        for question in [
+            "nvidia-smi hangs on this node, what is wrong?",
+            "show GPU temperatures",
+            "what is wrong with this node?",
+        ] {
+            let hits = rank(question, &s, &f, 5);
+            assert!(!hits.is_empty(), "{question}");
+            assert!(
+                hits.iter().all(|r| !reaches_nvidia_driver(&r.command)
+                    && !adapt::names_unknown_device(&r.command, question, &s)),
+                "{question}: {hits:#?}"
+            );
+        }
+        assert!(reaches_nvidia_driver("dmesg -T | nvidia-smi -L"));
+        assert!(!reaches_nvidia_driver("dmesg -T | grep -i nvidia-smi"));
     }
 
     #[test]

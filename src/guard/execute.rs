@@ -51,10 +51,23 @@ pub struct Limits {
     pub output_cap: usize,
 }
 
+impl Limits {
+    /// Seconds a command may run unless the user says otherwise.
+    pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+    /// The default limits with a time limit of `secs` seconds.
+    pub fn with_timeout_secs(secs: u64) -> Self {
+        Self {
+            timeout: Duration::from_secs(secs),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(Self::DEFAULT_TIMEOUT_SECS),
             output_cap: 64 * 1024,
         }
     }
@@ -240,6 +253,20 @@ fn simulate(
         rule: "no program is named".into(),
     })?;
     let out = node.run(&first.argv);
+    if out.hung {
+        // Nothing ran for real: wait as the live executor would, then report
+        // the whole pipeline killed.
+        let exit = wait_out(limits.timeout, interrupt);
+        return Ok(Execution {
+            command: String::new(),
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            exit,
+            segments: vec![exit; segments.len()],
+            duration: Duration::ZERO,
+            programs: Vec::new(),
+        });
+    }
     let (mut stdout, mut stderr) = (out.stdout, out.stderr);
     match first.redirects.stderr {
         StderrTo::Null => stderr.clear(),
@@ -271,6 +298,22 @@ fn simulate(
     // The first segment ran nowhere: no path to show for any.
     run.programs.clear();
     Ok(run)
+}
+
+/// Waits for a simulated program that never exits: until `timeout`
+/// ([`Exit::TimedOut`]) or until `interrupt` is set ([`Exit::Interrupted`]).
+fn wait_out(timeout: Duration, interrupt: &AtomicBool) -> Exit {
+    let start = Instant::now();
+    loop {
+        if interrupt.load(Ordering::SeqCst) {
+            return Exit::Interrupted;
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Exit::TimedOut;
+        }
+        thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// Keeps the last `cap` bytes.
@@ -681,6 +724,45 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(run.stdout.text, "started\n", "output so far is kept");
+    }
+
+    #[test]
+    fn a_hung_simulated_tool_times_out_or_stops_on_ctrl_c() {
+        let node = crate::sim::load("h100x8-driver-hung").expect("node");
+        let verdict = super::super::check("nvidia-smi -q | grep -i xid");
+        let started = Instant::now();
+        let run = execute(&verdict, Target::Simulated(&node), &limits(300, 1024)).unwrap();
+        assert_eq!(run.exit, Exit::TimedOut);
+        assert_eq!(run.segments, [Exit::TimedOut, Exit::TimedOut]);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(3));
+
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = Arc::clone(&flag);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            setter.store(true, Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        let run = execute_interruptible(
+            &super::super::check("dcgmi discovery -l"),
+            Target::Simulated(&node),
+            &limits(20_000, 1024),
+            &flag,
+        )
+        .unwrap();
+        assert_eq!(run.exit, Exit::Interrupted);
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        // What does not reach the driver still answers at once.
+        let run = execute(
+            &super::super::check("dmesg -T"),
+            Target::Simulated(&node),
+            &limits(300, 1 << 20),
+        )
+        .unwrap();
+        assert_eq!(run.exit, Exit::Code(0));
+        assert!(run.stdout.text.contains("Xid"));
     }
 
     #[test]

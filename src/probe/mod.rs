@@ -130,8 +130,9 @@ impl Missed {
                 "the {source} probe crashed; please report it with `RUST_BACKTRACE=1 sigma snapshot`"
             ),
             Missed::TimedOut => format!(
-                "timed out: the {source} probe did not answer within {} s (a hung driver or tool); \
+                "{}: the {source} probe did not answer within {} s (a hung driver or tool); \
                  the rest of the node was still checked",
+                Unavailable::TIMED_OUT,
                 PROBE_DEADLINE.as_secs()
             ),
         };
@@ -209,7 +210,7 @@ mod tests {
         assert_eq!(fine.wait(Instant::now() + Duration::from_secs(5)), Ok(7));
         let entry = Missed::TimedOut.entry("nvml");
         assert_eq!(entry.source, "nvml");
-        assert!(entry.reason.starts_with("timed out"), "{}", entry.reason);
+        assert!(entry.timed_out(), "{}", entry.reason);
     }
 
     #[test]

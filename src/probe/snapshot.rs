@@ -74,6 +74,16 @@ pub struct Unavailable {
     pub reason: String,
 }
 
+impl Unavailable {
+    /// How the reason of a source that missed the probe's deadline starts.
+    pub const TIMED_OUT: &'static str = "timed out";
+
+    /// The source missed the probe's deadline (it hung, rather than failed).
+    pub fn timed_out(&self) -> bool {
+        self.reason.starts_with(Self::TIMED_OUT)
+    }
+}
+
 /// Facts about the NVIDIA driver stack.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

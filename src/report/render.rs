@@ -51,13 +51,26 @@ pub fn node_line(s: &Snapshot) -> String {
             parts.push(format!("CUDA {cuda}"));
         }
     }
-    let n_gpu = s.gpus.len() + s.amd_gpus.len();
-    parts.push(match n_gpu {
-        0 => "no GPU".to_string(),
-        1 => "1 GPU".to_string(),
-        n => format!("{n} GPUs"),
-    });
+    parts.push(gpu_count(s));
     pack(&parts, " · ", WIDTH)
+}
+
+/// The node's GPU count, for headers: the GPUs NVML and ROCm list, or, when they
+/// list none, the NVIDIA GPUs on PCI that NVML could not reach.
+pub fn gpu_count(s: &Snapshot) -> String {
+    let listed = s.gpus.len() + s.amd_gpus.len();
+    let on_pci = s
+        .pci_gpus
+        .iter()
+        .filter(|p| p.vendor_id.eq_ignore_ascii_case("10de"))
+        .count();
+    match (listed, on_pci) {
+        (0, 0) => "no GPU".into(),
+        (0, 1) => "1 GPU on PCI, none in NVML".into(),
+        (0, n) => format!("{n} GPUs on PCI, none in NVML"),
+        (1, _) => "1 GPU".into(),
+        (n, _) => format!("{n} GPUs"),
+    }
 }
 
 /// Joins `parts` with `sep`, starting a new line wherever the next part would

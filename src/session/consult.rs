@@ -27,6 +27,8 @@ pub struct ConsultOptions {
     pub run_mode: RunMode,
     /// Most answers: after commands run, their output goes back to the model.
     pub rounds: usize,
+    /// Limits on each command run.
+    pub limits: Limits,
 }
 
 /// What [`consult`] gives back.
@@ -77,7 +79,7 @@ pub fn consult(
     let session_options = Options {
         run_mode: options.run_mode,
         rounds: options.rounds,
-        limits: Limits::default(),
+        limits: options.limits,
         no_model: String::new(),
         cancel: cancel.clone(),
     };

@@ -17,8 +17,9 @@
 //!
 //! # Dispatch
 //! A command line is answered by, in order: a `[[canned]]` entry with the
-//! same argv, the simulator for its program (matched on the file name of
-//! `argv[0]`), or `bash: NAME: command not found` with exit code 127.
+//! same argv, a hang when its program is one of the node's `hung` programs,
+//! the simulator for its program (matched on the file name of `argv[0]`),
+//! or `bash: NAME: command not found` with exit code 127.
 //! Nothing a command does changes the node.
 //!
 //! ```
@@ -58,6 +59,9 @@ pub struct CommandOutput {
     pub stderr: String,
     /// Exit status.
     pub exit_code: i32,
+    /// The program never exits (a tool hung in the driver): the executor
+    /// waits out its time limit and reports a timeout.
+    pub hung: bool,
 }
 
 impl CommandOutput {
@@ -67,6 +71,7 @@ impl CommandOutput {
             stdout,
             stderr: String::new(),
             exit_code: 0,
+            hung: false,
         }
     }
 
@@ -76,6 +81,15 @@ impl CommandOutput {
             stdout: String::new(),
             stderr,
             exit_code,
+            hung: false,
+        }
+    }
+
+    /// A program that never exits and prints nothing.
+    pub(crate) fn hung() -> Self {
+        Self {
+            hung: true,
+            ..Self::default()
         }
     }
 }
@@ -104,6 +118,9 @@ impl SimNode {
             return CommandOutput::default();
         };
         let name = program.rsplit('/').next().unwrap_or(program);
+        if self.hung_programs.iter().any(|p| p == name) {
+            return CommandOutput::hung();
+        }
         let args = &argv[1..];
         match name {
             "nvidia-smi" if self.has_nvidia_driver() => nvidia_smi::run(self, args),
@@ -112,6 +129,11 @@ impl SimNode {
             "journalctl" => journal::journalctl(self, args),
             _ => CommandOutput::fail(format!("bash: {name}: command not found\n"), 127),
         }
+    }
+
+    /// Programs that never exit on this node (its `[node] hung` list).
+    pub fn hung_programs(&self) -> &[String] {
+        &self.hung_programs
     }
 
     /// The NVIDIA driver is installed (so `nvidia-smi` exists).

@@ -46,6 +46,8 @@ pub struct SimNode {
     pub(crate) canned: Vec<Canned>,
     /// Earlier boots the journal still holds, most recent first.
     pub(crate) previous_boots: Vec<PreviousBoot>,
+    /// Programs that never exit on this node (`[node] hung`), by file name.
+    pub(crate) hung_programs: Vec<String>,
 }
 
 /// An earlier boot in the node's journal (`journalctl -b -1`).
@@ -238,6 +240,8 @@ struct SimFile {
 struct NodeSection {
     description: String,
     taken_at: Spanned<String>,
+    #[serde(default)]
+    hung: Vec<String>,
 }
 
 /// `[expect]` as written, with spans for error messages.
@@ -359,6 +363,7 @@ fn parse(name: &str, file: &str, text: &str) -> Result<SimNode, SimError> {
         kernel_levels,
         canned,
         previous_boots,
+        hung_programs: raw.node.hung,
     })
 }
 
@@ -499,6 +504,7 @@ fn canned(ctx: &FileText, entries: Vec<Spanned<CannedEntry>>) -> Result<Vec<Cann
                 stdout: c.stdout,
                 stderr: c.stderr,
                 exit_code: c.exit_code,
+                hung: false,
             },
         });
     }

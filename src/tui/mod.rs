@@ -106,6 +106,8 @@ pub struct Options {
     /// Most answers per question: after a command runs, its output goes
     /// back to the model until this many answers were given.
     pub rounds: usize,
+    /// Limits on each command run.
+    pub limits: Limits,
 }
 
 /// Why this terminal cannot show the TUI, or `None` when it can.
@@ -269,7 +271,8 @@ fn event_loop(
                 AppAction::Run(i) => {
                     if let Some(p) = app.proposals().get(i) {
                         record_approval(&mut ctx.audit, &p.verdict);
-                        spawn_run(Arc::clone(&ctx.node), p.verdict.clone(), ctx.tx.clone());
+                        let (node, tx) = (Arc::clone(&ctx.node), ctx.tx.clone());
+                        spawn_run(node, p.verdict.clone(), options.limits, tx);
                     }
                     None
                 }
@@ -370,16 +373,17 @@ fn record_approval(audit: &mut AuditLog, verdict: &Verdict) {
 /// Runs an approved verdict through the guard's executor on a thread of
 /// its own (a command may take up to the executor's time limit), and sends
 /// the result as [`Event::CommandDone`].
-fn spawn_run(node: Arc<Node>, verdict: Verdict, tx: mpsc::Sender<Event>) {
+fn spawn_run(node: Arc<Node>, verdict: Verdict, limits: Limits, tx: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
-        let _ = tx.send(Event::CommandDone(execute(&node, &verdict)));
+        let _ = tx.send(Event::CommandDone(execute(&node, &verdict, &limits)));
     });
 }
 
-/// Runs `verdict` on `node`: the simulator answers on a simulated node.
-fn execute(node: &Node, verdict: &Verdict) -> CommandResult {
+/// Runs `verdict` on `node` within `limits`: the simulator answers on a
+/// simulated node.
+fn execute(node: &Node, verdict: &Verdict, limits: &Limits) -> CommandResult {
     let command = verdict.command.clone();
-    match guard::execute(verdict, node.target(), &Limits::default()) {
+    match guard::execute(verdict, node.target(), limits) {
         Ok(run) => CommandResult {
             command,
             output: format!("{}{}", run.stdout.text, run.stderr.text),
@@ -415,7 +419,7 @@ mod tests {
     #[test]
     fn simulated_runs_answer_from_the_simulator() {
         let node = Node::open(Some("h100x8-thermal-throttle")).expect("simulated node");
-        let r = execute(&node, &guard::check("nvidia-smi -L"));
+        let r = execute(&node, &guard::check("nvidia-smi -L"), &Limits::default());
         assert_eq!(r.status, "exit code 0");
         assert!(r.output.contains("GPU 0"), "{}", r.output);
     }
@@ -423,7 +427,7 @@ mod tests {
     #[test]
     fn blocked_verdicts_do_not_run() {
         let node = Node::open(Some("h100x8-thermal-throttle")).expect("simulated node");
-        let r = execute(&node, &guard::check("rm -rf /"));
+        let r = execute(&node, &guard::check("rm -rf /"), &Limits::default());
         assert!(r.status.starts_with("refused by the guard"), "{}", r.status);
         assert!(r.output.is_empty());
     }

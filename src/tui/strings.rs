@@ -161,15 +161,6 @@ pub fn refreshed(time: &str, stale_secs: Option<u64>) -> String {
     }
 }
 
-/// GPU count in the header.
-pub fn gpu_count(n: usize) -> String {
-    match n {
-        0 => "no GPU".into(),
-        1 => "1 GPU".into(),
-        n => format!("{n} GPUs"),
-    }
-}
-
 /// Confirmation text for a heavy or state-changing command.
 pub fn confirm_prompt(binary: &str, tier: Tier) -> String {
     let why = match tier {

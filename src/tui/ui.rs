@@ -104,10 +104,7 @@ fn header(frame: &mut Frame, app: &App, area: Rect) {
             0,
             Span::styled(t.clean(&s.host.hostname).into_owned(), t.heading()),
         ),
-        (
-            0,
-            Span::raw(strings::gpu_count(s.gpus.len() + s.amd_gpus.len())),
-        ),
+        (0, Span::raw(crate::report::render::gpu_count(s))),
     ];
     if let Some(time) = app.refreshed_at() {
         let stale = app.stale_secs();

@@ -4,6 +4,8 @@
 //! A log without XID lines is a fact too: the reading has no XID fact, and
 //! the caller knows the log was read.
 
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+
 use super::{Command, Fact};
 use crate::probe::kernel_log::parse_xid_line;
 use crate::probe::{Snapshot, XidEvent, normalize_bus_id};
@@ -43,8 +45,11 @@ pub fn apply(snapshot: &mut Snapshot, fact: &Fact) {
     };
     let xid = xid as u32;
     let timestamp = (when != "(no time)").then(|| when.to_string());
+    let boot = boot_time(snapshot);
     let known = snapshot.xid_events.iter().any(|e| {
-        e.xid == xid && normalize_bus_id(&e.pci_bus_id) == bus && e.timestamp == timestamp
+        e.xid == xid
+            && normalize_bus_id(&e.pci_bus_id) == bus
+            && same_moment(e.timestamp.as_deref(), timestamp.as_deref(), boot)
     });
     if !known {
         snapshot.xid_events.push(XidEvent {
@@ -56,6 +61,53 @@ pub fn apply(snapshot: &mut Snapshot, fact: &Fact) {
             message: String::new(),
         });
     }
+}
+
+/// When the node booted: `taken_at` less the uptime.
+fn boot_time(snapshot: &Snapshot) -> Option<DateTime<Utc>> {
+    let taken = DateTime::parse_from_rfc3339(&snapshot.taken_at).ok()?;
+    let uptime = i64::try_from(snapshot.host.uptime_s).ok()?;
+    (uptime > 0).then(|| taken.with_timezone(&Utc) - chrono::Duration::seconds(uptime))
+}
+
+/// Whether two kernel log timestamps are one moment: the same text, or the
+/// same time to the second once read as wall times (the probe keeps the
+/// kernel's seconds since boot, `dmesg -T` prints the wall time), so an XID
+/// read back from a command is not counted twice.
+fn same_moment(a: Option<&str>, b: Option<&str>, boot: Option<DateTime<Utc>>) -> bool {
+    if a == b {
+        return true;
+    }
+    let (Some(a), Some(b)) = (a, b) else {
+        return false;
+    };
+    let (wa, wb) = (wall_times(a, boot), wall_times(b, boot));
+    wa.iter().any(|x| {
+        wb.iter()
+            .any(|y| (*x - *y).num_milliseconds().abs() <= 1_000)
+    })
+}
+
+/// The wall times a timestamp may stand for: seconds since `boot`, or
+/// `dmesg -T`'s `Fri Dec  4 23:48:32 2026` read as UTC and as local time
+/// (dmesg prints the node's local time; the simulator prints UTC).
+fn wall_times(ts: &str, boot: Option<DateTime<Utc>>) -> Vec<DateTime<Utc>> {
+    let ts = ts.trim();
+    if let (Ok(secs), Some(boot)) = (ts.parse::<f64>(), boot) {
+        return vec![boot + chrono::Duration::microseconds((secs * 1e6).round() as i64)];
+    }
+    let squeezed = ts.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Ok(naive) = NaiveDateTime::parse_from_str(&squeezed, "%a %b %d %H:%M:%S %Y") else {
+        return Vec::new();
+    };
+    let mut out = vec![naive.and_utc()];
+    out.extend(
+        Local
+            .from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc)),
+    );
+    out
 }
 
 #[cfg(test)]
@@ -89,6 +141,23 @@ mod tests {
             .map(|f| f.id)
             .collect();
         assert!(ids.iter().any(|id| id == "xid-79"), "{ids:?}");
+    }
+
+    #[test]
+    fn xids_read_back_in_any_time_format_are_not_counted_twice() {
+        let node = sim::load("h100x8-driver-hung").expect("node");
+        let before = node.snapshot.xid_events.len();
+        assert_eq!(before, 2);
+        for flags in [&["-T"][..], &[][..], &["-T", "-l", "warn"][..]] {
+            let mut argv = vec!["dmesg".to_string()];
+            argv.extend(flags.iter().map(|f| f.to_string()));
+            let out = node.run(&argv);
+            let r = read_output(&[argv], &out.stdout, Ended::Exited(0), &node.snapshot);
+            assert_eq!(r.facts.iter().filter(|f| f.field == "xid").count(), 2);
+            let mut snap = node.snapshot.clone();
+            super::super::apply(&mut snap, &r.facts);
+            assert_eq!(snap.xid_events.len(), before, "dmesg {flags:?}");
+        }
     }
 
     #[test]

@@ -229,8 +229,8 @@ pub(crate) fn run(node: &SimNode, args: &[String]) -> CommandOutput {
 pub(super) fn printed(stdout: String, exit_code: i32) -> CommandOutput {
     CommandOutput {
         stdout,
-        stderr: String::new(),
         exit_code,
+        ..CommandOutput::default()
     }
 }
 
