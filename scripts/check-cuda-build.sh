@@ -38,7 +38,7 @@ if ldd "$sigma" | grep -E 'libcu(da|dart|blas)'; then
     exit 1
 fi
 # Here (no GPU) it must start, run on the CPU and say why.
-out="$("$sigma" bench diffqkv --device auto --max-prefix 2048 --reps 1 --json)"
+out="$("$sigma" bench diffqkv --device auto --max-prefix 2048 --min-steps 1 --max-steps 1 --json)"
 case "$out" in
     *'"device":"cpu"'*) echo "==> starts without a GPU and falls back to the CPU" >&2 ;;
     *) echo "error: unexpected bench output without a GPU: $out" >&2; exit 1 ;;

@@ -202,9 +202,9 @@ run bench-long.json sigma bench --model "$work/sigma-1.5b.gguf" "${gpu[@]}" "${l
 
 say "5. sigma bench diffqkv"
 if [ $mode = gpu ]; then
-    dq=(--device cuda --reps 9 --max-prefix 65536)
+    dq=(--device cuda --max-prefix 65536)
 else
-    dq=(--device cpu --attention stock --reps 1 --max-prefix 4096)
+    dq=(--device cpu --attention stock --min-steps 1 --max-steps 1 --max-prefix 4096)
 fi
 if run diffqkv.txt sigma bench diffqkv "${dq[@]}" && run diffqkv.json sigma bench diffqkv "${dq[@]}" --json; then
     record PASS "bench diffqkv ($(head -1 "$OUT/diffqkv.txt"))"

@@ -581,8 +581,10 @@ fn bench_diffqkv_prints_the_documented_json() {
         "--json",
         "--max-prefix",
         "4096",
-        "--reps",
-        "1",
+        "--min-steps",
+        "6",
+        "--max-steps",
+        "6",
     ]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -597,12 +599,18 @@ fn bench_diffqkv_prints_the_documented_json() {
             "select_v_ms",
             "select_v_speedup",
         ] {
-            assert!(
-                row[key].as_f64().is_some_and(f64::is_finite),
-                "{key} in {row}"
-            );
+            let spread = &row[key];
+            let [median, lo, hi] = ["median", "lo", "hi"].map(|k| spread[k].as_f64());
+            assert!(median.is_some_and(f64::is_finite), "{key} in {row}");
+            // six rounds are enough for a 95% interval of the median
+            assert_eq!(spread["ci95"], true, "{key} in {row}");
+            assert!(lo <= median && median <= hi, "{key} in {row}");
         }
-        assert!(row["gqa_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(row["steps"], 6);
+        assert!(row["gqa_ms"]["median"].as_f64().unwrap() > 0.0);
+    }
+    for key in ["before", "after", "cores"] {
+        assert!(j["load"][key].is_number(), "load.{key} in {j}");
     }
 }
 

@@ -4,7 +4,9 @@
 //! Each run starts from an empty cache, evaluates `--prompt-tokens`
 //! synthetic tokens in one call (prefill), then `--gen-tokens` single-token
 //! calls (decode). Runs of the two engines alternate so that both see the
-//! same machine load; the medians are reported with the ratio ours/theirs.
+//! same machine load; the medians are reported with their spread (see
+//! [`super::bench_stats`]), the ratio ours/theirs as the median of each
+//! pair's own ratio, and the load average around the runs.
 //! Peak RSS (`VmHWM`) is read after our warm-up, before llama.cpp loads.
 
 use std::io::Write;
@@ -12,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 
+use super::bench_stats::{Load, Spread};
 use crate::engine::ffi::gguf::GgufFile;
 use crate::engine::peer::{LlamaCppPeer, PeerContext};
 use crate::engine::session::{Session, SessionOptions};
@@ -77,10 +80,15 @@ struct RunTime {
     decode_s: f64,
 }
 
-/// Median of a list of seconds.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+/// A rate pair as JSON: the medians (null when not measured) and their
+/// spreads.
+fn rates_json(prefill: Spread, decode: Spread) -> serde_json::Value {
+    serde_json::json!({
+        "prefill_tok_s": prefill.median.is_finite().then_some(prefill.median),
+        "decode_tok_s": decode.median,
+        "prefill_spread": prefill.median.is_finite().then_some(prefill),
+        "decode_spread": decode,
+    })
 }
 
 /// Tokens per second for `n` tokens in `s` seconds.
@@ -231,6 +239,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         None => None,
     };
 
+    let load = Load::start();
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for _ in 0..args.runs {
@@ -245,19 +254,33 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         }
     }
 
+    let load = load.finish();
+
+    // Rates with their spread; ratios paired run by run (the runs
+    // alternate, so each pair saw the same moment of the machine).
     let summarize = |runs: &[RunTime]| {
-        let pre = median(runs.iter().map(|r| r.prefill_s).collect());
-        let dec = median(runs.iter().map(|r| r.decode_s).collect());
-        (rate(args.prompt_tokens, pre), rate(args.gen_tokens, dec))
+        let pre: Vec<f64> = runs.iter().map(|r| r.prefill_s).collect();
+        let dec: Vec<f64> = runs.iter().map(|r| r.decode_s).collect();
+        (
+            Spread::of(&pre).map_decreasing(|s| rate(args.prompt_tokens, s)),
+            Spread::of(&dec).map_decreasing(|s| rate(args.gen_tokens, s)),
+        )
     };
-    let (our_pp, our_tg) = summarize(&ours);
+    let (mut our_pp, our_tg) = summarize(&ours);
     // with a synthetic cache there is no prefill to report
-    let our_pp = if args.context.is_some() {
-        f64::NAN
-    } else {
-        our_pp
-    };
+    if args.context.is_some() {
+        our_pp = Spread::of(&[]);
+    }
     let peer_rates = (!theirs.is_empty()).then(|| summarize(&theirs));
+    let paired = |pick: fn(&RunTime) -> f64| {
+        let ratios: Vec<f64> = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(o, t)| pick(t) / pick(o))
+            .collect();
+        Spread::of(&ratios)
+    };
+    let ratio = (!theirs.is_empty()).then(|| (paired(|r| r.prefill_s), paired(|r| r.decode_s)));
 
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -279,37 +302,65 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             "device": device.label,
             "device_reason": device.reason,
             "select_v": args.session.select_v,
-            "ours": { "prefill_tok_s": our_pp.is_finite().then_some(our_pp), "decode_tok_s": our_tg },
+            "load": load,
+            "busy": load.busy(),
+            "ours": rates_json(our_pp, our_tg),
         });
-        if let Some((pp, tg)) = peer_rates {
-            j["llama_cpp"] = serde_json::json!({ "prefill_tok_s": pp, "decode_tok_s": tg });
-            j["ratio"] = serde_json::json!({ "prefill": our_pp / pp, "decode": our_tg / tg });
+        if let (Some((pp, tg)), Some((rp, rd))) = (peer_rates, ratio) {
+            j["llama_cpp"] = rates_json(pp, tg);
+            j["ratio"] = serde_json::json!({
+                "prefill": rp.median.is_finite().then_some(rp.median),
+                "decode": rd.median,
+                "prefill_spread": rp,
+                "decode_spread": rd,
+            });
         }
         writeln!(out, "{j}")?;
     } else {
         writeln!(
             out,
-            "model {} | {device} | threads {} | pp {} tg {} | {} runs, medians",
+            "model {} | {device} | threads {} | pp {} tg {} | {} runs: medians [{}]",
             path.display(),
             args.threads,
             args.prompt_tokens,
             args.gen_tokens,
-            args.runs
+            args.runs,
+            our_tg.kind()
         )?;
+        writeln!(out, "{load}")?;
         writeln!(
             out,
-            "{:<10} {:>14} {:>14}",
+            "{:<10} {:>22} {:>22}",
             "engine", "prefill tok/s", "decode tok/s"
         )?;
-        writeln!(out, "{:<10} {:>14.1} {:>14.1}", "sigma", our_pp, our_tg)?;
-        if let Some((pp, tg)) = peer_rates {
-            writeln!(out, "{:<10} {:>14.1} {:>14.1}", "llama.cpp", pp, tg)?;
+        let cell = |s: Spread, decimals: usize| {
+            if s.median.is_finite() {
+                format!("{:.decimals$} {}", s.median, s.interval(decimals))
+            } else {
+                "-".into()
+            }
+        };
+        writeln!(
+            out,
+            "{:<10} {:>22} {:>22}",
+            "sigma",
+            cell(our_pp, 1),
+            cell(our_tg, 1)
+        )?;
+        if let (Some((pp, tg)), Some((rp, rd))) = (peer_rates, ratio) {
             writeln!(
                 out,
-                "{:<10} {:>14.2} {:>14.2}",
+                "{:<10} {:>22} {:>22}",
+                "llama.cpp",
+                cell(pp, 1),
+                cell(tg, 1)
+            )?;
+            writeln!(
+                out,
+                "{:<10} {:>22} {:>22}",
                 "ratio",
-                our_pp / pp,
-                our_tg / tg
+                cell(rp, 2),
+                cell(rd, 2)
             )?;
         }
         writeln!(out, "{memory}")?;

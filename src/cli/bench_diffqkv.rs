@@ -6,11 +6,19 @@
 //! fused kernel with an f16 cache, and of Sigma with selective V (top-100).
 //! The paper's H100 reductions are printed beside ours.
 //!
+//! On a shared machine a step's time moves with the load, so the three
+//! variants are timed in rounds, one step each, in a rotating order, and
+//! each round gives its own reduction and speed-up (paired ratios: a slow
+//! moment slows all three alike). Rounds go on until the 95% confidence
+//! intervals of both medians are within `--target` (or `--max-steps`),
+//! and every figure is printed with its interval and the load average.
+//!
 //! `--device cuda[:N]` runs the same on a GPU with stock ggml ops (the
 //! fused kernel is CPU code); `--attention stock` does so on the CPU.
 
 use std::io::Write;
 
+use super::bench_stats::{Load, Spread};
 use crate::engine::attention::SelectV;
 use crate::engine::attention_bench::{LayerBench, LayerShape};
 use crate::engine::device::{self, DeviceRequest, GpuLayers, Need, Placement};
@@ -26,9 +34,18 @@ pub struct DiffqkvArgs {
     /// CPU threads.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub threads: usize,
-    /// Timed steps per measurement (median reported).
-    #[arg(long, value_name = "N", default_value_t = 9)]
-    pub reps: usize,
+    /// Fewest timed rounds per prefix (one step of each variant a round).
+    #[arg(long, value_name = "N", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub min_steps: u64,
+    /// Most timed rounds per prefix.
+    #[arg(long, value_name = "N", default_value_t = 151,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_steps: u64,
+    /// Stop a prefix when the reduction's 95% interval is within this many
+    /// points of its median and the speed-up's within this many percent.
+    #[arg(long, value_name = "PCT", default_value_t = 2.0)]
+    pub target: f64,
     /// Largest prefix measured (2k, 4k, 16k, 32k, 64k up to this).
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub max_prefix: usize,
@@ -59,16 +76,85 @@ pub enum BenchAttention {
     Stock,
 }
 
-/// One row of the table.
+/// One row of the table: medians with their 95% intervals.
 #[derive(serde::Serialize)]
 struct Row {
     prefix: usize,
-    gqa_ms: f64,
-    sigma_ms: f64,
-    reduction_pct: f64,
-    select_v_ms: f64,
-    select_v_speedup: f64,
+    /// Timed rounds.
+    steps: usize,
+    gqa_ms: Spread,
+    sigma_ms: Spread,
+    /// Median of the rounds' `1 - sigma / gqa`, in percent.
+    reduction_pct: Spread,
+    select_v_ms: Spread,
+    /// Median of the rounds' `gqa / select_v`.
+    select_v_speedup: Spread,
     paper_h100_reduction_pct: Option<f64>,
+}
+
+/// The three variants timed in one round.
+#[derive(Clone, Copy)]
+enum Variant {
+    Gqa,
+    Sigma,
+    SelectV,
+}
+
+/// Times `prefix` in rounds until the paired ratios are tight enough.
+fn measure(
+    gqa: &mut LayerBench,
+    sigma: &mut LayerBench,
+    select: SelectV,
+    prefix: usize,
+    args: &DiffqkvArgs,
+) -> anyhow::Result<Row> {
+    const ORDER: [Variant; 3] = [Variant::Gqa, Variant::Sigma, Variant::SelectV];
+    let mut step = |v: Variant| match v {
+        Variant::Gqa => gqa.step_ms(prefix, None),
+        Variant::Sigma => sigma.step_ms(prefix, None),
+        Variant::SelectV => sigma.step_ms(prefix, Some(select)),
+    };
+    for v in ORDER {
+        step(v)?; // warm-up
+    }
+    let (mut g, mut s, mut sv) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut reduction, mut speedup) = (Vec::new(), Vec::new());
+    for round in 0..args.max_steps as usize {
+        for i in 0..3 {
+            let v = ORDER[(round + i) % 3];
+            let ms = step(v)?;
+            match v {
+                Variant::Gqa => g.push(ms),
+                Variant::Sigma => s.push(ms),
+                Variant::SelectV => sv.push(ms),
+            }
+        }
+        reduction.push(100.0 * (1.0 - s[round] / g[round]));
+        speedup.push(g[round] / sv[round]);
+        if round + 1 >= args.min_steps as usize {
+            let r = Spread::of(&reduction);
+            let x = Spread::of(&speedup);
+            if r.ci95
+                && (r.hi - r.lo) / 2.0 <= args.target
+                && 100.0 * x.relative_half_width() <= args.target
+            {
+                break;
+            }
+        }
+    }
+    Ok(Row {
+        prefix,
+        steps: g.len(),
+        gqa_ms: Spread::of(&g),
+        sigma_ms: Spread::of(&s),
+        reduction_pct: Spread::of(&reduction),
+        select_v_ms: Spread::of(&sv),
+        select_v_speedup: Spread::of(&speedup),
+        paper_h100_reduction_pct: PAPER_H100
+            .iter()
+            .find(|(p, _)| *p == prefix)
+            .map(|(_, r)| *r),
+    })
 }
 
 /// Runs the benchmark; returns the exit code.
@@ -103,24 +189,16 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
         top_k: args.select_v,
         renormalize: false,
     };
+    anyhow::ensure!(
+        args.min_steps <= args.max_steps,
+        "--min-steps must not exceed --max-steps"
+    );
+    let load = Load::start();
     let mut rows = Vec::new();
     for &prefix in &prefixes {
-        let gqa_ms = gqa.step_ms(prefix, None, args.reps)?;
-        let sigma_ms = sigma.step_ms(prefix, None, args.reps)?;
-        let select_v_ms = sigma.step_ms(prefix, Some(select), args.reps)?;
-        rows.push(Row {
-            prefix,
-            gqa_ms,
-            sigma_ms,
-            reduction_pct: 100.0 * (1.0 - sigma_ms / gqa_ms),
-            select_v_ms,
-            select_v_speedup: gqa_ms / select_v_ms,
-            paper_h100_reduction_pct: PAPER_H100
-                .iter()
-                .find(|(p, _)| *p == prefix)
-                .map(|(_, r)| *r),
-        });
+        rows.push(measure(&mut gqa, &mut sigma, select, prefix, args)?);
     }
+    let load = load.finish();
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(
@@ -130,6 +208,8 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
                 "threads": args.threads,
                 "device": selection.label,
                 "attention": if stock { "stock" } else { "fused" },
+                "load": load,
+                "busy": load.busy(),
                 "rows": rows,
             })
         )?;
@@ -137,8 +217,8 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
     }
     writeln!(
         out,
-        "one attention layer, one decode step, f16 cache, {kernel} on {selection}, {} threads; medians of {} steps",
-        args.threads, args.reps
+        "one attention layer, one decode step, f16 cache, {kernel} on {selection}, {} threads",
+        args.threads
     )?;
     writeln!(
         out,
@@ -146,23 +226,47 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
     )?;
     writeln!(
         out,
-        "{:>7} {:>9} {:>10} {:>10} {:>11} {:>13} {:>9}",
-        "prefix", "GQA ms", "Sigma ms", "reduction", "paper H100", "Sigma top-100", "vs GQA"
+        "medians of interleaved rounds [95% confidence interval]; reduction and speed-up are \
+         medians of each round's own ratio"
+    )?;
+    writeln!(out, "{load}")?;
+    writeln!(
+        out,
+        "{:>7} {:>6} {:>8} {:>9} {:>20} {:>11} {:>13} {:>20}",
+        "prefix",
+        "steps",
+        "GQA ms",
+        "Sigma ms",
+        "reduction",
+        "paper H100",
+        "Sigma top-100",
+        "top-100 vs GQA"
     )?;
     for r in &rows {
         let paper = r
             .paper_h100_reduction_pct
             .map_or("-".to_string(), |p| format!("{p:.1}%"));
+        let reduction = format!(
+            "{:.1}% {}",
+            r.reduction_pct.median,
+            r.reduction_pct.interval(1)
+        );
+        let speedup = format!(
+            "{:.2}x {}",
+            r.select_v_speedup.median,
+            r.select_v_speedup.interval(2)
+        );
         writeln!(
             out,
-            "{:>7} {:>9.2} {:>10.2} {:>9.1}% {:>11} {:>13.2} {:>8.2}x",
+            "{:>7} {:>6} {:>8.2} {:>9.2} {:>20} {:>11} {:>13.2} {:>20}",
             r.prefix,
-            r.gqa_ms,
-            r.sigma_ms,
-            r.reduction_pct,
+            r.steps,
+            r.gqa_ms.median,
+            r.sigma_ms.median,
+            reduction,
             paper,
-            r.select_v_ms,
-            r.select_v_speedup
+            r.select_v_ms.median,
+            speedup
         )?;
     }
     Ok(0)

@@ -18,6 +18,7 @@ mod ask_cmd;
 mod bench_cmd;
 mod bench_diffqkv;
 mod bench_quality;
+mod bench_stats;
 mod chat_cmd;
 mod doctor_cmd;
 mod eval_cmd;

@@ -155,90 +155,80 @@ impl LayerBench {
         })
     }
 
-    /// Median milliseconds of `reps` decode steps at `n_kv` cached positions
-    /// (the new token's K and V are written at row `n_kv - 1`).
-    pub fn step_ms(
-        &mut self,
-        n_kv: usize,
-        select_v: Option<SelectV>,
-        reps: usize,
-    ) -> Result<f64, EngineError> {
+    /// Milliseconds of one decode step at `n_kv` cached positions (the new
+    /// token's K and V are written at row `n_kv - 1`). The caller repeats,
+    /// interleaves and summarises: a first step warms the caches.
+    pub fn step_ms(&mut self, n_kv: usize, select_v: Option<SelectV>) -> Result<f64, EngineError> {
         let s = self.shape;
         let d = s.head_dim;
         let n_kv = n_kv.clamp(1, self.n_ctx);
         let q_in: Vec<f32> = noise(s.n_head * d, 3).collect();
         let k_new: Vec<f32> = noise(s.n_head_k * d, 4).collect();
         let v_new: Vec<f32> = noise(s.n_head_v * d, 5).collect();
-        let mut times = Vec::with_capacity(reps);
-        for _ in 0..reps.max(1) + 1 {
-            let g = Graph::new(&mut self.scratch);
-            let q = g.input(GgmlType::F32, &[(s.n_head * d) as i64, 1], "q");
-            let kn = g.input(GgmlType::F32, &[(s.n_head_k * d) as i64, 1], "k_new");
-            let vn = g.input(GgmlType::F32, &[(s.n_head_v * d) as i64, 1], "v_new");
-            let row = g.input(GgmlType::I64, &[1], "row");
-            let k_all = g.set_rows(self.arena.get(self.k), kn, row);
-            let v_all = g.set_rows(self.arena.get(self.v), vn, row);
-            let q_used = match self.aug {
-                Some([gate, up, down]) => {
-                    let [gate, up, down] = [gate, up, down].map(|id| self.arena.get(id));
-                    let hidden = g.swiglu(g.mul_mat(gate, q), g.mul_mat(up, q));
-                    g.mul_mat(down, hidden)
-                }
-                None => q,
-            };
-            let scale = 1.0 / (d as f32).sqrt();
-            let mask = g.input(GgmlType::F16, &[n_kv as i64, 1], "mask");
-            let out = if self.stock {
-                // the cache rows as (d, n_kv, heads), as KvCache::view gives them
-                let view = |t, heads: usize| {
-                    let head_bytes = d * 2;
-                    let v = g.view_3d(
-                        t,
-                        [d as i64, heads as i64, n_kv as i64],
-                        head_bytes,
-                        head_bytes * heads,
-                        0,
-                    );
-                    g.permute(v, [0, 2, 1, 3])
-                };
-                let q3 = g.reshape(q_used, &[d as i64, s.n_head as i64, 1]);
-                let select_v = select_v.filter(|sv| sv.applies(n_kv));
-                let (k, v) = (view(k_all, s.n_head_k), view(v_all, s.n_head_v));
-                stock_attention::attend(&g, q3, k, v, mask, scale, select_v)
-            } else {
-                let op = DecodeAttention {
-                    n_head: s.n_head,
-                    n_head_k: s.n_head_k,
-                    n_head_v: s.n_head_v,
-                    head_dim_k: d,
-                    head_dim_v: d,
-                    n_kv,
-                    n_kv_graph: n_kv,
-                    scale,
-                    select_v,
-                };
-                g.custom(
-                    [(s.n_head * d) as i64, 1, 1, 1],
-                    &[q_used, k_all, v_all],
-                    Box::new(op),
-                )
-            };
-            g.output(out);
-            self.alloc.allocate(&g)?;
-            if self.stock {
-                // every cached position is visible to the new token
-                mask.write_f32_as_f16(&vec![0.0; n_kv], &mut Vec::new())?;
+        let g = Graph::new(&mut self.scratch);
+        let q = g.input(GgmlType::F32, &[(s.n_head * d) as i64, 1], "q");
+        let kn = g.input(GgmlType::F32, &[(s.n_head_k * d) as i64, 1], "k_new");
+        let vn = g.input(GgmlType::F32, &[(s.n_head_v * d) as i64, 1], "v_new");
+        let row = g.input(GgmlType::I64, &[1], "row");
+        let k_all = g.set_rows(self.arena.get(self.k), kn, row);
+        let v_all = g.set_rows(self.arena.get(self.v), vn, row);
+        let q_used = match self.aug {
+            Some([gate, up, down]) => {
+                let [gate, up, down] = [gate, up, down].map(|id| self.arena.get(id));
+                let hidden = g.swiglu(g.mul_mat(gate, q), g.mul_mat(up, q));
+                g.mul_mat(down, hidden)
             }
-            q.write_f32(&q_in)?;
-            kn.write_f32(&k_new)?;
-            vn.write_f32(&v_new)?;
-            row.write_i64(&[n_kv as i64 - 1])?;
-            let t0 = Instant::now();
-            self.backend.compute(&g)?;
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            None => q,
+        };
+        let scale = 1.0 / (d as f32).sqrt();
+        let mask = g.input(GgmlType::F16, &[n_kv as i64, 1], "mask");
+        let out = if self.stock {
+            // the cache rows as (d, n_kv, heads), as KvCache::view gives them
+            let view = |t, heads: usize| {
+                let head_bytes = d * 2;
+                let v = g.view_3d(
+                    t,
+                    [d as i64, heads as i64, n_kv as i64],
+                    head_bytes,
+                    head_bytes * heads,
+                    0,
+                );
+                g.permute(v, [0, 2, 1, 3])
+            };
+            let q3 = g.reshape(q_used, &[d as i64, s.n_head as i64, 1]);
+            let select_v = select_v.filter(|sv| sv.applies(n_kv));
+            let (k, v) = (view(k_all, s.n_head_k), view(v_all, s.n_head_v));
+            stock_attention::attend(&g, q3, k, v, mask, scale, select_v)
+        } else {
+            let op = DecodeAttention {
+                n_head: s.n_head,
+                n_head_k: s.n_head_k,
+                n_head_v: s.n_head_v,
+                head_dim_k: d,
+                head_dim_v: d,
+                n_kv,
+                n_kv_graph: n_kv,
+                scale,
+                select_v,
+            };
+            g.custom(
+                [(s.n_head * d) as i64, 1, 1, 1],
+                &[q_used, k_all, v_all],
+                Box::new(op),
+            )
+        };
+        g.output(out);
+        self.alloc.allocate(&g)?;
+        if self.stock {
+            // every cached position is visible to the new token
+            mask.write_f32_as_f16(&vec![0.0; n_kv], &mut Vec::new())?;
         }
-        times.remove(0); // warm-up
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
+        q.write_f32(&q_in)?;
+        kn.write_f32(&k_new)?;
+        vn.write_f32(&v_new)?;
+        row.write_i64(&[n_kv as i64 - 1])?;
+        let t0 = Instant::now();
+        self.backend.compute(&g)?;
+        Ok(t0.elapsed().as_secs_f64() * 1e3)
     }
 }
