@@ -232,7 +232,7 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
     writeln!(out, "{load}")?;
     writeln!(
         out,
-        "{:>7} {:>6} {:>8} {:>9} {:>20} {:>11} {:>13} {:>20}",
+        "{:>7} {:>6} {:>8} {:>9} {:>22} {:>11} {:>13} {:>22}",
         "prefix",
         "steps",
         "GQA ms",
@@ -258,7 +258,7 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
         );
         writeln!(
             out,
-            "{:>7} {:>6} {:>8.2} {:>9.2} {:>20} {:>11} {:>13.2} {:>20}",
+            "{:>7} {:>6} {:>8.2} {:>9.2} {:>22} {:>11} {:>13.2} {:>22}",
             r.prefix,
             r.steps,
             r.gqa_ms.median,

@@ -99,9 +99,10 @@ impl Spread {
         (self.hi - self.lo) / 2.0 / self.median.abs()
     }
 
-    /// `[lo-hi]` with `decimals` decimals.
+    /// `[lo, hi]` with `decimals` decimals (a dash would read as a minus
+    /// sign beside negative values).
     pub fn interval(&self, decimals: usize) -> String {
-        format!("[{:.decimals$}-{:.decimals$}]", self.lo, self.hi)
+        format!("[{:.decimals$}, {:.decimals$}]", self.lo, self.hi)
     }
 
     /// What the interval is, for a table's caption.
@@ -215,7 +216,7 @@ mod tests {
         let ms = Spread::of(&[10.0, 20.0, 40.0]);
         let rate = ms.map_decreasing(|ms| 1000.0 / ms);
         assert_eq!((rate.median, rate.lo, rate.hi), (50.0, 25.0, 100.0));
-        assert_eq!(rate.interval(0), "[25-100]");
+        assert_eq!(rate.interval(0), "[25, 100]");
     }
 
     #[test]
