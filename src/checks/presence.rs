@@ -18,10 +18,8 @@ use std::collections::BTreeMap;
 
 use super::common::{argv, bug_report, dmesg, evidence, lspci_device, untrusted};
 use super::{Finding, Severity};
-use crate::probe::{PciGpu, Snapshot, Unavailable, normalize_bus_id};
+use crate::probe::{PciGpu, Snapshot, normalize_bus_id};
 
-/// NVIDIA's PCI vendor id.
-const NVIDIA_VENDOR: &str = "10de";
 /// The XID that means a GPU fell off the bus.
 const XID_FELL_OFF_BUS: u32 = 79;
 
@@ -61,9 +59,7 @@ pub(super) fn gpu_lost(snapshot: &Snapshot) -> Vec<Finding> {
 /// list: critical, or info when another driver owns the device on purpose.
 pub(super) fn missing_from_nvml(snapshot: &Snapshot) -> Vec<Finding> {
     let missing: Vec<&PciGpu> = snapshot
-        .pci_gpus
-        .iter()
-        .filter(|p| p.vendor_id.eq_ignore_ascii_case(NVIDIA_VENDOR))
+        .nvidia_on_pci()
         .filter(|p| snapshot.gpu_by_bus_id(&p.bdf).is_none())
         .collect();
     let (elsewhere, unclaimed): (Vec<&PciGpu>, Vec<&PciGpu>) = missing
@@ -71,7 +67,7 @@ pub(super) fn missing_from_nvml(snapshot: &Snapshot) -> Vec<Finding> {
         .partition(|p| p.driver.as_deref().is_some_and(|d| d != "nvidia"));
 
     let mut findings: Vec<Finding> = elsewhere.into_iter().map(bound_elsewhere).collect();
-    if nvml_timed_out(snapshot).is_some() {
+    if snapshot.nvml_timed_out().is_some() {
         // NVML never answered: it listed nothing, so nothing is missing from
         // it; `nvml-hung` reports the node.
     } else if snapshot.gpus.is_empty() && !unclaimed.is_empty() {
@@ -82,26 +78,14 @@ pub(super) fn missing_from_nvml(snapshot: &Snapshot) -> Vec<Finding> {
     findings
 }
 
-/// The `nvml` source's entry when it missed the probe's deadline.
-pub(super) fn nvml_timed_out(snapshot: &Snapshot) -> Option<&Unavailable> {
-    snapshot
-        .unavailable
-        .iter()
-        .find(|u| u.source == "nvml" && u.timed_out())
-}
-
 /// Rule: `nvml-hung`, critical, when NVML did not answer within the probe's
 /// deadline: calls into the NVIDIA driver block, so `nvidia-smi`, DCGM and
 /// every CUDA job on the node hang with it.
 pub(super) fn nvml_hung(snapshot: &Snapshot) -> Vec<Finding> {
-    let Some(nvml) = nvml_timed_out(snapshot) else {
+    let Some(nvml) = snapshot.nvml_timed_out() else {
         return Vec::new();
     };
-    let nvidia_pci = snapshot
-        .pci_gpus
-        .iter()
-        .filter(|p| p.vendor_id.eq_ignore_ascii_case(NVIDIA_VENDOR))
-        .count();
+    let nvidia_pci = snapshot.nvidia_on_pci().count();
     let mut ev = evidence([
         ("nvml", untrusted(&nvml.reason)),
         ("nvidia_pci_gpus", nvidia_pci.to_string()),

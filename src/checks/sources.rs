@@ -16,7 +16,7 @@ pub(super) fn unavailable(snapshot: &Snapshot) -> Vec<Finding> {
     snapshot
         .unavailable
         .iter()
-        .filter(|u| !(u.source == "nvml" && u.timed_out()))
+        .filter(|u| Some(*u) != snapshot.nvml_timed_out())
         .map(|u| Finding {
             id: "source-unavailable".into(),
             severity: Severity::Info,

@@ -112,7 +112,7 @@ fn group_finding(snapshot: &Snapshot, events: &[&XidEvent]) -> Option<Finding> {
     }
 
     let pid = events.iter().rev().find_map(|e| e.pid);
-    let nvml_hung = super::presence::nvml_timed_out(snapshot).is_some();
+    let nvml_hung = snapshot.nvml_timed_out().is_some();
     let commands = match info {
         Some(info) => info
             .commands

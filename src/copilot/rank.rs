@@ -404,10 +404,7 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     // Candidates come fitted to the question; a change comes fitted and
     // checked, so nothing here may rewrite it.
     let csv = table::asks_csv(question).then(|| table::format(question));
-    let driver_hung = snapshot
-        .unavailable
-        .iter()
-        .any(|u| u.source == "nvml" && u.timed_out());
+    let driver_hung = snapshot.nvml_timed_out().is_some();
     let mut push = |r: &Reference, out: &mut Vec<Reference>| {
         // Nothing about a device the node does not have, and nothing that
         // waits on a driver seen hung.

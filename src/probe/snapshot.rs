@@ -8,6 +8,7 @@
 //! reason is recorded in [`Snapshot::unavailable`]: a missing value is never
 //! silent. `docs/snapshot.schema.json` documents the JSON form.
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -586,6 +587,29 @@ impl Snapshot {
         self.gpus
             .iter()
             .find(|g| normalize_bus_id(&g.pci_bus_id) == want)
+    }
+
+    /// The NVIDIA GPUs on the PCI bus, whether or not NVML lists them.
+    pub fn nvidia_on_pci(&self) -> impl Iterator<Item = &PciGpu> {
+        self.pci_gpus
+            .iter()
+            .filter(|p| p.vendor_id.eq_ignore_ascii_case(super::pci::VENDOR_NVIDIA))
+    }
+
+    /// The `nvml` source's entry when NVML missed the probe's deadline: the
+    /// NVIDIA driver is hung, and everything that calls it hangs too.
+    pub fn nvml_timed_out(&self) -> Option<&Unavailable> {
+        self.unavailable
+            .iter()
+            .find(|u| u.source == "nvml" && u.timed_out())
+    }
+
+    /// When the node booted: `taken_at` less the uptime (`None` when
+    /// `taken_at` is not an RFC 3339 time or the uptime is out of range).
+    pub fn boot_time(&self) -> Option<DateTime<Utc>> {
+        let taken = DateTime::parse_from_rfc3339(&self.taken_at).ok()?;
+        let uptime = chrono::TimeDelta::try_seconds(i64::try_from(self.host.uptime_s).ok()?)?;
+        taken.with_timezone(&Utc).checked_sub_signed(uptime)
     }
 }
 

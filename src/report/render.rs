@@ -59,11 +59,7 @@ pub fn node_line(s: &Snapshot) -> String {
 /// list none, the NVIDIA GPUs on PCI that NVML could not reach.
 pub fn gpu_count(s: &Snapshot) -> String {
     let listed = s.gpus.len() + s.amd_gpus.len();
-    let on_pci = s
-        .pci_gpus
-        .iter()
-        .filter(|p| p.vendor_id.eq_ignore_ascii_case("10de"))
-        .count();
+    let on_pci = s.nvidia_on_pci().count();
     match (listed, on_pci) {
         (0, 0) => "no GPU".into(),
         (0, 1) => "1 GPU on PCI, none in NVML".into(),

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{CommandOutput, SimNode, taken_at};
+use super::{CommandOutput, SimNode};
 use crate::probe::Snapshot;
 
 /// Syslog level names, by number.
@@ -53,8 +53,7 @@ pub(super) fn lines<'a>(log: &'a [String], levels: &[u8]) -> Vec<Line<'a>> {
 
 /// The current boot's time: `taken_at` minus uptime.
 pub(super) fn boot_time(snap: &Snapshot) -> DateTime<Utc> {
-    let uptime = i64::try_from(snap.host.uptime_s).unwrap_or(0);
-    taken_at(snap) - Duration::seconds(uptime)
+    snap.boot_time().unwrap_or_default()
 }
 
 /// Wall time of a line.

@@ -45,7 +45,8 @@ pub fn apply(snapshot: &mut Snapshot, fact: &Fact) {
     };
     let xid = xid as u32;
     let timestamp = (when != "(no time)").then(|| when.to_string());
-    let boot = boot_time(snapshot);
+    // An uptime of 0 is one the probe could not read.
+    let boot = snapshot.boot_time().filter(|_| snapshot.host.uptime_s > 0);
     let known = snapshot.xid_events.iter().any(|e| {
         e.xid == xid
             && normalize_bus_id(&e.pci_bus_id) == bus
@@ -61,13 +62,6 @@ pub fn apply(snapshot: &mut Snapshot, fact: &Fact) {
             message: String::new(),
         });
     }
-}
-
-/// When the node booted: `taken_at` less the uptime.
-fn boot_time(snapshot: &Snapshot) -> Option<DateTime<Utc>> {
-    let taken = DateTime::parse_from_rfc3339(&snapshot.taken_at).ok()?;
-    let uptime = i64::try_from(snapshot.host.uptime_s).ok()?;
-    (uptime > 0).then(|| taken.with_timezone(&Utc) - chrono::Duration::seconds(uptime))
 }
 
 /// Whether two kernel log timestamps are one moment: the same text, or the
