@@ -58,6 +58,9 @@ const BASE: &[&str] = &[
     "hello world",
     " leading space",
     "trailing space ",
+    // A byte with no token of its own parts its neighbours (found by the fuzzer).
+    "slow?\u{1d}|im_end|>",
+    "a\u{1c}\u{1d}\u{1e}\u{1f}b ?\u{1d}! \u{7f}x",
     "multiple   spaces   here",
     "I'm sure you'll see they've done it; we'd go. He's ready. 'quoted' ISN'T",
     "fn main() {\n    println!(\"hi\");\n}\n",
@@ -186,10 +189,19 @@ fn check_specials(name: &str) {
     assert_eq!(ours, theirs, "{name}: end-of-generation tokens differ");
 }
 
-/// Decoding undoes encoding, whole and streamed token by token.
+/// Decoding undoes encoding, whole and streamed token by token, for text
+/// whose every character has a token (one without is dropped, as llama.cpp
+/// drops it).
 fn check_round_trip(name: &str) {
     let (_gguf, tokenizer, _model) = load(name);
-    for text in corpus().iter().filter(|t| !t.contains("<|")) {
+    let tokenizable = |text: &str| {
+        text.chars()
+            .all(|c| !tokenizer.encode(&c.to_string(), false).unwrap().is_empty())
+    };
+    for text in corpus()
+        .iter()
+        .filter(|t| !t.contains("<|") && tokenizable(t))
+    {
         let ids = tokenizer.encode(text, false).expect("encode");
         assert_eq!(&tokenizer.decode(&ids).expect("decode"), text);
         let mut stream = tokenizer.stream(false);

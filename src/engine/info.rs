@@ -78,6 +78,13 @@ impl ModelInfo {
         let arch: String = gguf.require("general.architecture")?;
         let key = |k: &str| format!("{arch}.{k}");
         let n_layer: u64 = gguf.require(&key("block_count"))?;
+        if n_layer > MAX_LAYERS {
+            return Err(GgufError::BadValue {
+                path: gguf.path().to_path_buf(),
+                key: key("block_count"),
+                problem: too_many_layers(n_layer),
+            });
+        }
         let n_embd: u64 = gguf.require(&key("embedding_length"))?;
         let n_head = per_layer(gguf, &key("attention.head_count"), n_layer)?
             .and_then(|v| v.into_iter().max())
@@ -157,6 +164,18 @@ impl ModelInfo {
 }
 
 /// The error for a missing required key.
+/// The most blocks a model file may declare: far past any model's (the
+/// largest have about 130), and a damaged or hostile count above it would
+/// otherwise size per-layer tables and caches.
+pub const MAX_LAYERS: u64 = 4096;
+
+/// What is wrong with a block count above [`MAX_LAYERS`].
+pub fn too_many_layers(n_layer: u64) -> String {
+    format!(
+        "declares {n_layer} blocks, more than the {MAX_LAYERS} any model has: the file is damaged, download it again"
+    )
+}
+
 fn missing(gguf: &GgufFile, key: &str) -> GgufError {
     GgufError::MissingKey {
         path: gguf.path().to_path_buf(),

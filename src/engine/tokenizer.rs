@@ -33,6 +33,9 @@ const TOKEN_TYPE_CONTROL: i32 = 3;
 /// `tokenizer.ggml.token_type` value of a user-defined token.
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 
+/// The unknown token: a character with no token of its own (see `from_spec`).
+const UNKNOWN: &str = "\u{0}<sigma: no token>";
+
 /// Token texts that end generation, as llama.cpp lists them
 /// (`llama-vocab.cpp`, `special_eog_ids`).
 const EOG_TEXTS: &[&str] = &[
@@ -412,9 +415,16 @@ impl Tokenizer {
         for (id, text) in tokens.iter().enumerate() {
             vocab.entry(text.clone()).or_insert(id as u32);
         }
+        // A character with no token (SmolLM2 has none for some control
+        // bytes) still parts its neighbours in llama.cpp's BPE, which drops
+        // it only when emitting; the tokenizers crate would drop it first and
+        // merge across it. As an unknown token past the vocabulary it parts
+        // them here too, and `encode` drops it.
+        vocab.insert(UNKNOWN.to_string(), tokens.len() as u32);
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .ignore_merges(pre.ignore_merges)
+            .unk_token(UNKNOWN.to_string())
             .build()
             .map_err(backend)?;
 
@@ -502,7 +512,13 @@ impl Tokenizer {
         let eos = self.eos.filter(|_| add_special && self.add_eos);
         Ok(bos
             .into_iter()
-            .chain(encoding.get_ids().iter().copied())
+            .chain(
+                encoding
+                    .get_ids()
+                    .iter()
+                    .copied()
+                    .filter(|&id| id as usize != self.n_vocab),
+            )
             .chain(eos)
             .collect())
     }
@@ -569,9 +585,18 @@ impl Tokenizer {
         text.chars().map(byte_of_char).collect()
     }
 
-    /// The tokenizer as a Hugging Face `tokenizer.json` document.
+    /// The tokenizer as a Hugging Face `tokenizer.json` document, without
+    /// the unknown token (its id is past the model's vocabulary).
     pub fn to_hf_json(&self) -> Result<String, TokenizerError> {
-        self.inner.to_string(true).map_err(backend)
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&self.inner.to_string(false).map_err(backend)?)
+                .map_err(backend)?;
+        let model = &mut doc["model"];
+        model["unk_token"] = serde_json::Value::Null;
+        if let Some(vocab) = model["vocab"].as_object_mut() {
+            vocab.remove(UNKNOWN);
+        }
+        serde_json::to_string_pretty(&doc).map_err(backend)
     }
 
     /// The vocabulary text of `id` (byte-level encoded), if it exists.

@@ -19,10 +19,13 @@ use brush_parser::ast::{
     IoRedirect, SeparatorOperator,
 };
 use brush_parser::word::WordPiece;
-use brush_parser::{Parser, ParserOptions};
+use brush_parser::{Parser, ParserOptions, Token, tokenize_str};
 
 /// The longest command line the guard reads, in bytes.
 pub const MAX_LEN: usize = 4096;
+
+/// The most `(` a command line may hold (see `precheck`).
+const MAX_PARENS: usize = 8;
 
 /// Where a segment's standard output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,11 +75,20 @@ pub(crate) fn parse(command: &str) -> Result<Vec<Segment>, String> {
     let options = ParserOptions::default();
     // brush-parser unwraps in a few places; a panic on hostile input must
     // become a refusal, never a crash.
-    let parsed = panic::catch_unwind(AssertUnwindSafe(|| {
-        Parser::new(command.as_bytes(), &options).parse_program()
+    let (parsed, semicolon) = panic::catch_unwind(AssertUnwindSafe(|| {
+        // `cmd;` parses as one command, so the `;` is looked for in the tokens.
+        let semicolon = tokenize_str(command).is_ok_and(|tokens| {
+            tokens
+                .iter()
+                .any(|t| matches!(t, Token::Operator(op, _) if op.starts_with(';')))
+        });
+        (
+            Parser::new(command.as_bytes(), &options).parse_program(),
+            semicolon,
+        )
     }))
-    .map_err(|_| "the command could not be parsed".to_string())?
-    .map_err(|e| format!("the command could not be parsed: {e}"))?;
+    .map_err(|_| "the command could not be parsed".to_string())?;
+    let parsed = parsed.map_err(|e| format!("the command could not be parsed: {e}"))?;
 
     const LIST: &str = "command lists (;, &&, ||, newline) are not allowed: propose one pipeline";
     let [complete] = parsed.complete_commands.as_slice() else {
@@ -103,7 +115,13 @@ pub(crate) fn parse(command: &str) -> Result<Vec<Segment>, String> {
     if pipeline.bang {
         return Err("'!' (negating the exit status) is not allowed".into());
     }
-    pipeline.seq.iter().map(|c| segment(c, &options)).collect()
+    let segments: Result<Vec<Segment>, String> =
+        pipeline.seq.iter().map(|c| segment(c, &options)).collect();
+    // Last, so a group or a loop is refused by its own name.
+    if semicolon && segments.is_ok() {
+        return Err(LIST.to_string());
+    }
+    segments
 }
 
 /// Refuses what must never reach the parser: oversize input, control
@@ -134,6 +152,15 @@ fn precheck(command: &str) -> Result<(), String> {
                 c as u32
             ));
         }
+    }
+    // The shell parser backtracks: its time doubles with each unmatched
+    // `(` (12 take 20 s), so a hostile line could hang the guard. No command
+    // Sigma proposes needs more (a quoted regex's groups included).
+    let parens = command.matches('(').count();
+    if parens > MAX_PARENS {
+        return Err(format!(
+            "{parens} parentheses are more than the {MAX_PARENS} the guard reads: propose a simpler command"
+        ));
     }
     let bytes = command.as_bytes();
     let mut run = 0;
@@ -286,6 +313,13 @@ fn piece(p: &WordPiece, quoted: bool, raw: &str, out: &mut String) -> Result<(),
             if !quoted && s.contains(['*', '?', '[', ']', '(', ')']) {
                 return Err(format!(
                     "glob in {raw} is not allowed: commands run without a shell, so name each path (quote a pattern meant for the program)"
+                ));
+            }
+            // A `$` bash leaves literal (`f$/0`, a trailing `$`) reads as an
+            // expansion to a person approving it: refused, as expansions are.
+            if !quoted && s.contains('$') {
+                return Err(format!(
+                    "a bare $ in {raw} is not allowed: quote it if the program needs a literal $"
                 ));
             }
             // `{a,b}` and `{1..3}` expand in bash; a lone `{}` does not.

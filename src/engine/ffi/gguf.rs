@@ -78,6 +78,16 @@ pub enum GgufError {
         /// The key.
         key: String,
     },
+    /// A key holds a value no model can have.
+    #[error("GGUF key '{key}' in '{path}' {problem}")]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A key holds a value of another type than the one asked for.
     #[error("GGUF key '{key}' in '{path}' holds {found}, expected {expected}")]
     WrongType {

@@ -172,6 +172,13 @@ impl HParams {
             key,
             problem,
         };
+        let n_layer = count(gguf, &format!("{a}.block_count"), None)?;
+        if n_layer as u64 > crate::engine::info::MAX_LAYERS {
+            return Err(bad(
+                format!("{a}.block_count"),
+                crate::engine::info::too_many_layers(n_layer as u64),
+            ));
+        }
         let (k_key, v_key) = if arch == Architecture::Sigma {
             ("head_count_k", "head_count_v")
         } else {
@@ -233,7 +240,7 @@ impl HParams {
             n_vocab,
             n_ctx_train,
             n_embd,
-            n_layer: count(gguf, &format!("{a}.block_count"), None)?,
+            n_layer,
             n_ff: count(gguf, &format!("{a}.feed_forward_length"), None)?,
             n_head,
             n_head_k,
