@@ -163,7 +163,6 @@ impl ModelInfo {
     }
 }
 
-/// The error for a missing required key.
 /// The most blocks a model file may declare: far past any model's (the
 /// largest have about 130), and a damaged or hostile count above it would
 /// otherwise size per-layer tables and caches.
@@ -176,6 +175,7 @@ pub fn too_many_layers(n_layer: u64) -> String {
     )
 }
 
+/// The error for a missing required key.
 fn missing(gguf: &GgufFile, key: &str) -> GgufError {
     GgufError::MissingKey {
         path: gguf.path().to_path_buf(),
