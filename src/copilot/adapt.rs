@@ -129,7 +129,7 @@ fn every_gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b|\ball (?:\d+|four|eight)\s*(?:[.,;!?]|$)",
+        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b|\bthem all\b|\ball (?:\d+|four|eight)\s*(?:[.,;!?]|$)",
     )
 }
 
@@ -527,6 +527,7 @@ mod tests {
         assert_eq!(t.gpus, vec![2, 5]);
         let t = Targets::of("Show power for every GPU; GPU 2 looks hot", &s);
         assert!(t.gpus.is_empty(), "{t:?}");
+        assert!(Targets::of("set them all back to 700W", &s).every);
     }
 
     #[test]

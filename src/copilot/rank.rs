@@ -152,6 +152,38 @@ fn words(command: &str) -> String {
         .collect()
 }
 
+/// The words inside the CamelCase names of `question` (alert names an
+/// operator pastes: `DCGMHealthFailure` -> "DCGM Health Failure",
+/// `AMDGPURasUncorrectable` -> "AMDGPU Ras Uncorrectable"), so the
+/// vocabulary and the catalogue can match them.
+fn camel_words(question: &str) -> String {
+    let mut out = String::new();
+    for name in question.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let chars: Vec<char> = name.chars().collect();
+        let mixed = chars.iter().any(char::is_ascii_lowercase)
+            && chars.iter().skip(1).any(char::is_ascii_uppercase);
+        if !mixed {
+            continue;
+        }
+        for (i, &c) in chars.iter().enumerate() {
+            let prev = i.checked_sub(1).map(|p| chars[p]);
+            let next = chars.get(i + 1);
+            // A word starts at a capital after a small letter ("tH"), or at
+            // the last capital of a run before a small letter ("GPUTemp").
+            let starts = c.is_ascii_uppercase()
+                && (prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+                    || (prev.is_some_and(|p| p.is_ascii_uppercase())
+                        && next.is_some_and(char::is_ascii_lowercase)));
+            if starts {
+                out.push(' ');
+            }
+            out.push(c);
+        }
+        out.push(' ');
+    }
+    out
+}
+
 #[derive(Deserialize)]
 struct Vocabulary {
     /// Operator word or phrase (lower case) -> catalogue words.
@@ -271,7 +303,7 @@ impl Intent {
         });
         let no_heavy = NO_HEAVY.get_or_init(|| {
             Regex::new(
-                r"(?i)\bno (?:benchmarks?|tests?|load)\b|\b(?:i|we|they|already|just) ran\b|^ran\b|\bwithout (?:disturbing|running|(?:any )?load)|\b(?:jobs? (?:are|is)|still) running\b|\b(?:don'?t|do not) (?:run|disturb|put (?:any )?load|load)",
+                r"(?i)\bno (?:[a-z-]+ )?(?:benchmarks?|tests?|load|diags?|diagnostics?)\b|\b(?:i|we|they|already|just) ran\b|^ran\b|\bwithout (?:disturbing|running|(?:any )?load)|\b(?:jobs? (?:are|is)|still) running\b|\b(?:don'?t|do not) (?:run|disturb|put (?:any )?load|load)",
             )
             .expect("valid regex")
         });
@@ -374,7 +406,11 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let vendor = Vendors::of(snapshot);
     let intent = Intent::of(question);
     let targets = Targets::of(question, snapshot);
-    let expanded = expand(&format!("{question} {}", words(question)));
+    let expanded = expand(&format!(
+        "{question} {} {}",
+        words(question),
+        camel_words(question)
+    ));
     let mut with_findings = expanded.clone();
     for f in findings.iter().filter(|f| f.severity >= Severity::Warning) {
         let _ = write!(with_findings, " {}", f.title);
@@ -605,7 +641,7 @@ fn with_sections(command: &str, sections: &[&str]) -> Option<String> {
 fn quoted_blanked(question: &str) -> String {
     static QUOTED: OnceLock<Regex> = OnceLock::new();
     let quoted = QUOTED.get_or_init(|| {
-        Regex::new(r#""[^"\n]*"|“[^”\n]*”|`[^`\n]*`|(?m)^.*(?:NVRM:|\bXid\b|kernel:|^\s*\[\s*\d+\.\d+\]|^\s*\|).*$|'[^'\n]{20,}'"#)
+        Regex::new(r#""[^"\n]*"|“[^”\n]*”|`[^`\n]*`|(?m)^.*(?:NVRM:|\bXid\b|kernel:|^\s*\[\s*\d+\.\d+\]|^\s*\|).*$|(?:^|\W)'[^'\n]{20,}'(?:\W|$)"#)
             .expect("valid regex")
     });
     let mut out = question.to_string();
@@ -983,6 +1019,15 @@ mod tests {
     use crate::copilot::sim_node as node;
 
     #[test]
+    fn alert_names_are_split_into_words() {
+        assert_eq!(
+            camel_words("DCGMHealthFailure crit; AMDGPURasUncorrectable on card 4, GPUTempHigh"),
+            "DCGM Health Failure AMDGPU Ras Uncorrectable GPU Temp High "
+        );
+        assert_eq!(camel_words("nvidia-smi on gpu 3, XID 79"), "");
+    }
+
+    #[test]
     fn a_change_asked_after_a_dash_or_a_comma_is_asked() {
         assert_eq!(
             change_sentences(
@@ -1006,6 +1051,17 @@ mod tests {
         // A step of a sequence someone else wrote is not asked.
         assert!(
             change_sentences("runbook says kill -9 the orphan first, then reset 4-7").is_empty()
+        );
+        // Apostrophes in words ("night's", "won't") quote nothing between them.
+        assert_eq!(
+            change_sentences(
+                "it missed last night's ansible run. Switch all 8 GPUs to exclusive mode. the job won't care"
+            ),
+            vec!["Switch all 8 GPUs to exclusive mode"]
+        );
+        assert!(
+            change_sentences("the log says 'reset the GPU to activate the remap' for GPU 2")
+                .is_empty()
         );
     }
 
