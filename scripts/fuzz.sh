@@ -61,7 +61,7 @@ work="${FUZZ_WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 \
   AFL_NO_AFFINITY=1
-stat() { sed -n "s/^$1 *: //p" "$2"; }
+field() { sed -n "s/^$1 *: //p" "$2"; } # one value of fuzzer_stats
 total_execs=0 total_failed=0
 printf '%-14s %8s %12s %10s %8s %8s %6s\n' target seconds executions "execs/s" corpus crashes hangs
 for t in "${targets[@]}"; do
@@ -72,9 +72,9 @@ for t in "${targets[@]}"; do
   "$afl_fuzz" -i "$corpus" -o "$out" -V "$seconds" -t 5000 -m none -- "$bin/$t" \
     >"$work/$t.log" 2>&1 || { echo "error: afl-fuzz failed on $t (its log: $work/$t.log)" >&2; tail -20 "$work/$t.log" >&2; exit 1; }
   s="$out/default/fuzzer_stats"
-  execs=$(stat execs_done "$s") crashes=$(stat saved_crashes "$s") hangs=$(stat saved_hangs "$s")
-  printf '%-14s %8s %12s %10s %8s %8s %6s\n' "$t" "$(stat run_time "$s")" "$execs" \
-    "$(stat execs_per_sec "$s")" "$(stat corpus_count "$s")" "$crashes" "$hangs"
+  execs=$(field execs_done "$s") crashes=$(field saved_crashes "$s") hangs=$(field saved_hangs "$s")
+  printf '%-14s %8s %12s %10s %8s %8s %6s\n' "$t" "$(field run_time "$s")" "$execs" \
+    "$(field execs_per_sec "$s")" "$(field corpus_count "$s")" "$crashes" "$hangs"
   total_execs=$((total_execs + execs)) total_failed=$((total_failed + crashes + hangs))
   for c in "$out"/default/crashes/id:* "$out"/default/hangs/id:*; do
     [ -e "$c" ] && echo "  $(basename "$(dirname "$c")"): $bin/$t < '$c'" >&2

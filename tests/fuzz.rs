@@ -71,12 +71,17 @@ proptest! {
 
     #[test]
     fn the_interpreters_read_any_output(pick in any::<prop::sample::Index>(), cut in 0usize..8_000, flips in prop::collection::vec((0usize..8_000, any::<u8>()), 0..20)) {
-        let mut seeds: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/command_output"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        seeds.sort();
-        let seed = std::fs::read(pick.get(&seeds)).unwrap();
+        // The simulator's outputs, read once for all cases.
+        static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        let seeds = SEEDS.get_or_init(|| {
+            let mut paths: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/command_output"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            paths.sort();
+            paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+        });
+        let seed = pick.get(seeds).clone();
         properties::command_output(&String::from_utf8_lossy(&mutate(seed, flips, cut)));
     }
 

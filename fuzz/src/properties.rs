@@ -156,16 +156,10 @@ fn temp_file(suffix: &str, bytes: &[u8]) -> tempfile::NamedTempFile {
     file
 }
 
-/// The smallest model the project pulls (its tokenizer is the one fuzzed).
+/// The smallest model the project ships (its tokenizer is the one fuzzed),
+/// pulled into the model cache if it is not there yet.
 pub fn tokenizer_model() -> std::path::PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_default();
-    let path = home.join(".cache/sigma/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        Path::new(&path).exists(),
-        "{} is missing: run `sigma model pull smollm2-135m`",
-        path.display()
-    );
-    path
+    sigma::engine::registry::Registry::load()
+        .and_then(|registry| registry.pull("smollm2-135m", false))
+        .unwrap_or_else(|e| panic!("smollm2-135m: {e}"))
 }

@@ -19,7 +19,7 @@ use brush_parser::ast::{
     IoRedirect, SeparatorOperator,
 };
 use brush_parser::word::WordPiece;
-use brush_parser::{Parser, ParserOptions, Token, tokenize_str};
+use brush_parser::{ParserOptions, Token, parse_tokens, tokenize_str_with_options};
 
 /// The longest command line the guard reads, in bytes.
 pub const MAX_LEN: usize = 4096;
@@ -76,19 +76,17 @@ pub(crate) fn parse(command: &str) -> Result<Vec<Segment>, String> {
     // brush-parser unwraps in a few places; a panic on hostile input must
     // become a refusal, never a crash.
     let (parsed, semicolon) = panic::catch_unwind(AssertUnwindSafe(|| {
+        let unparsed = |e: &dyn std::fmt::Display| format!("the command could not be parsed: {e}");
+        let tokens = tokenize_str_with_options(command, &options.tokenizer_options())
+            .map_err(|e| unparsed(&e))?;
         // `cmd;` parses as one command, so the `;` is looked for in the tokens.
-        let semicolon = tokenize_str(command).is_ok_and(|tokens| {
-            tokens
-                .iter()
-                .any(|t| matches!(t, Token::Operator(op, _) if op.starts_with(';')))
-        });
-        (
-            Parser::new(command.as_bytes(), &options).parse_program(),
-            semicolon,
-        )
+        let semicolon = tokens
+            .iter()
+            .any(|t| matches!(t, Token::Operator(op, _) if op.starts_with(';')));
+        let parsed = parse_tokens(&tokens, &options).map_err(|e| unparsed(&e))?;
+        Ok::<_, String>((parsed, semicolon))
     }))
-    .map_err(|_| "the command could not be parsed".to_string())?;
-    let parsed = parsed.map_err(|e| format!("the command could not be parsed: {e}"))?;
+    .map_err(|_| "the command could not be parsed".to_string())??;
 
     const LIST: &str = "command lists (;, &&, ||, newline) are not allowed: propose one pipeline";
     let [complete] = parsed.complete_commands.as_slice() else {
