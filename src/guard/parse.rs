@@ -72,21 +72,24 @@ pub(crate) struct Segment {
 /// Parses `command` into pipeline segments, or says which rule refuses it.
 pub(crate) fn parse(command: &str) -> Result<Vec<Segment>, String> {
     precheck(command)?;
-    let options = ParserOptions::default();
-    // brush-parser unwraps in a few places; a panic on hostile input must
+    // brush-parser unwraps in a few places (the tokenizer, and the word
+    // parser on `~` and a 30-digit number); a panic on hostile input must
     // become a refusal, never a crash.
-    let (parsed, semicolon) = panic::catch_unwind(AssertUnwindSafe(|| {
-        let unparsed = |e: &dyn std::fmt::Display| format!("the command could not be parsed: {e}");
-        let tokens = tokenize_str_with_options(command, &options.tokenizer_options())
-            .map_err(|e| unparsed(&e))?;
-        // `cmd;` parses as one command, so the `;` is looked for in the tokens.
-        let semicolon = tokens
-            .iter()
-            .any(|t| matches!(t, Token::Operator(op, _) if op.starts_with(';')));
-        let parsed = parse_tokens(&tokens, &options).map_err(|e| unparsed(&e))?;
-        Ok::<_, String>((parsed, semicolon))
-    }))
-    .map_err(|_| "the command could not be parsed".to_string())??;
+    panic::catch_unwind(AssertUnwindSafe(|| pipeline(command)))
+        .unwrap_or_else(|_| Err("the command could not be parsed".to_string()))
+}
+
+/// The segments of `command`, which passed [`precheck`].
+fn pipeline(command: &str) -> Result<Vec<Segment>, String> {
+    let options = ParserOptions::default();
+    let unparsed = |e: &dyn std::fmt::Display| format!("the command could not be parsed: {e}");
+    let tokens = tokenize_str_with_options(command, &options.tokenizer_options())
+        .map_err(|e| unparsed(&e))?;
+    // `cmd;` parses as one command, so the `;` is looked for in the tokens.
+    let semicolon = tokens
+        .iter()
+        .any(|t| matches!(t, Token::Operator(op, _) if op.starts_with(';')));
+    let parsed = parse_tokens(&tokens, &options).map_err(|e| unparsed(&e))?;
 
     const LIST: &str = "command lists (;, &&, ||, newline) are not allowed: propose one pipeline";
     let [complete] = parsed.complete_commands.as_slice() else {
@@ -160,7 +163,33 @@ fn precheck(command: &str) -> Result<(), String> {
             "{parens} parentheses are more than the {MAX_PARENS} the guard reads: propose a simpler command"
         ));
     }
+    // brush-parser's tokenizer loops for ever, growing until it is killed,
+    // on some here-documents (`x <<'' #c`), and its word parser panics on a
+    // `~` before a 20-digit number. On hostile lines the parser can read
+    // quotes differently from the scan below, so these two are refused
+    // wherever they are, quoted or not: no command Sigma proposes needs them
+    // (on one line a here-document has no body).
+    if command.contains("<<") {
+        return Err(
+            "here-documents and here-strings (<<, <<<) are not allowed, quoted or not".into(),
+        );
+    }
     let bytes = command.as_bytes();
+    for (at, _) in command.match_indices('~') {
+        let sign = usize::from(matches!(bytes.get(at + 1), Some(b'+' | b'-')));
+        let digits = bytes[at + 1 + sign..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits > 9 {
+            return Err("a directory-stack reference (~N) that large is not allowed".into());
+        }
+    }
+    // The constructs it reads recursively (`"$(<<'' ..."`) and the rest
+    // the guard refuses anyway are refused before the parser sees them.
+    if let Some(refusal) = fragile_construct(command) {
+        return Err(refusal.into());
+    }
     let mut run = 0;
     for &b in bytes {
         if b.is_ascii_digit() {
@@ -173,6 +202,51 @@ fn precheck(command: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The first construct in `command` that brush-parser reads recursively
+/// or cannot be trusted with, as the guard's refusal of it: `$( )`,
+/// `$(( ))`, `${ }`, `$[ ]`, `$'...'`, `$"..."` and backquotes outside
+/// single quotes; `<( )`, `>( )`, extended globs (`+( )`) and a `~`
+/// starting a word outside any quotes.
+fn fragile_construct(command: &str) -> Option<&'static str> {
+    let bytes = command.as_bytes();
+    let (mut single, mut double, mut at) = (false, false, 0);
+    while at < bytes.len() {
+        let next = |n: usize| bytes.get(at + n).copied();
+        let unquoted = !single && !double;
+        let word_start = at == 0 || b" \t=:|&;<>(".contains(&bytes[at - 1]);
+        match bytes[at] {
+            b'\\' if !single => at += 1,
+            b'\'' if !double => single = !single,
+            b'"' if !single => double = !double,
+            b'`' if !single => return Some("command substitution $(...) or `...` is not allowed"),
+            b'$' if !single => match (next(1), next(2)) {
+                (Some(b'('), Some(b'(')) | (Some(b'['), _) => {
+                    return Some("arithmetic expansion $((...)) is not allowed");
+                }
+                (Some(b'('), _) => {
+                    return Some("command substitution $(...) or `...` is not allowed");
+                }
+                (Some(b'{'), _) => return Some("variable expansion ${...} is not allowed"),
+                (Some(b'\''), _) => return Some("ANSI-C quoting $'...' is not allowed"),
+                (Some(b'"'), _) => return Some("locale quoting $\"...\" is not allowed"),
+                _ => {}
+            },
+            b'<' | b'>' if unquoted && next(1) == Some(b'(') => {
+                return Some("process substitution <(...) / >(...) is not allowed");
+            }
+            b'?' | b'*' | b'+' | b'@' | b'!' if unquoted && next(1) == Some(b'(') => {
+                return Some("extended glob patterns such as +(...) are not allowed");
+            }
+            b'~' if unquoted && word_start => {
+                return Some("home directory expansion (~) is not allowed");
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
 }
 
 /// One pipeline segment: a simple command of literal words.
@@ -439,6 +513,12 @@ mod tests {
             ("grep x < /etc/shadow", "redirection"),
             ("cat <<EOF\nx\nEOF", "newlines"),
             ("cat <<< x", "here-strings"),
+            ("cat <<EOF", "here-documents"),
+            ("x <<'' #c", "here-documents"),
+            ("x <<\"\" | (sh)#c", "here-documents"),
+            ("grep '<<' f", "quoted or not"),
+            ("ls ~-22222222222222222222 /", "directory-stack"),
+            ("grep 'a~+12345678901' f", "directory-stack"),
             ("nvidia-smi 1>&2", "redirection"),
             ("time nvidia-smi", "'time'"),
             ("! nvidia-smi", "negating"),
@@ -448,10 +528,40 @@ mod tests {
             ("nvidia\u{2010}smi", "non-ASCII"),
             ("nvidia-smi\u{7}", "control character"),
             ("99999999999>x", "file descriptor"),
+            ("ls ~22222222222222222222222 /", "directory-stack"),
             ("   ", "empty"),
         ] {
             let e = refusal(cmd);
             assert!(e.contains(expect), "{cmd}: {e}");
+        }
+    }
+
+    #[test]
+    fn fragile_constructs_are_found_where_the_shell_reads_them() {
+        for literal in [
+            "grep -c '<' f",
+            "grep '$(x)' f",
+            "grep \\$\\( f",
+            "grep \"<(\" f",
+            "grep 'a+(b)' f",
+            "ls /tmp/a~b",
+            "grep '~2' f",
+        ] {
+            assert_eq!(fragile_construct(literal), None, "{literal}");
+        }
+        for (command, refusal) in [
+            ("echo \"$(x)\"", "command substitution"),
+            ("echo \"`id`\"", "command substitution"),
+            ("echo \"$[1]\"", "arithmetic"),
+            ("echo \"${x:-y}\"", "variable expansion"),
+            ("diff <(a) >(b)", "process substitution"),
+            ("echo $'\\x41'", "ANSI-C"),
+            ("echo $\"x\"", "locale quoting"),
+            ("ls +(a|b)", "extended glob"),
+            ("a=~x", "home directory"),
+        ] {
+            let found = fragile_construct(command).unwrap_or_default();
+            assert!(found.contains(refusal), "{command}: {found}");
         }
     }
 
