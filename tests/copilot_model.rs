@@ -460,3 +460,53 @@ fn an_assistant_that_obeys_the_injection_runs_only_read_only_commands() {
         );
     }
 }
+
+/// A second question on the same node re-evaluates only where its prompt
+/// differs from the first's (issue 19, part 4: append, never re-prefill
+/// what is cached), and the reuse changes nothing: a fresh assistant asked
+/// the second question alone gives the same reply.
+#[test]
+fn a_second_question_reuses_the_first_ones_cached_prompt() {
+    use sigma::copilot::local::{LocalAssistant, LocalOptions};
+    model(TINY);
+    let node = sigma::sim::node::load("h100x8-xid79").unwrap();
+    let findings = sigma::checks::run_all(&node.snapshot);
+    let context = NodeContext {
+        snapshot: &node.snapshot,
+        findings: &findings,
+    };
+    let options = LocalOptions {
+        model: Some(TINY.into()),
+        threads: 1,
+        progress: false,
+        ..LocalOptions::default()
+    };
+    let (first, second) = ("why did GPU 3 fall off the bus?", "is GPU 5 healthy?");
+    let mut assistant = LocalAssistant::load(&options).unwrap();
+    let a = assistant.ask(context, &[], first, &mut |_| {}).unwrap();
+    let b = assistant.ask(context, &[], second, &mut |_| {}).unwrap();
+    assert_eq!(
+        a.timings.reused_prompt_tokens, 0,
+        "nothing was cached before the first question"
+    );
+    assert!(
+        b.timings.reused_prompt_tokens > 0,
+        "the node's rendering was evaluated again"
+    );
+
+    let mut fresh = LocalAssistant::load(&options).unwrap();
+    let alone = fresh.ask(context, &[], second, &mut |_| {}).unwrap();
+    assert_eq!(
+        alone.timings.prompt_tokens,
+        b.timings.prompt_tokens + b.timings.reused_prompt_tokens,
+        "the two prompts differ"
+    );
+    let commands = |r: &Reply| {
+        r.proposals
+            .iter()
+            .map(|p| p.command.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(commands(&b), commands(&alone));
+    assert_eq!(b.answer, alone.answer);
+}

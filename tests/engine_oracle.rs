@@ -2,7 +2,8 @@
 //! its errors on bad input.
 //!
 //! Oracle tests need the two models under `~/.cache/sigma/models/`; a missing
-//! model fails the test with the command that fetches it (never a skip).
+//! model fails the test with the command that fetches it (never a skip). The
+//! peer-library test needs `SIGMA_PEER_DIR`, which `scripts/test.sh` sets.
 //!
 //! Logit tolerance: both engines run the same ggml kernels on the same
 //! quantized weights with the same graph shape, so logits agree to float
@@ -142,6 +143,54 @@ fn smollm2_greedy_matches_llama_cpp() {
 #[test]
 fn qwen2_greedy_matches_llama_cpp() {
     check_against_llama_cpp(QWEN);
+}
+
+/// llama.cpp built for this machine (`sigma bench --peer`) computes what
+/// the linked one does: the C structures cross the library boundary
+/// intact. On a machine with more instruction sets than Sigma's build its
+/// kernels differ, so the logits are held to the same 1% as above and the
+/// next token exactly.
+#[test]
+fn the_peer_built_for_this_machine_agrees_with_the_linked_llama_cpp() {
+    let dir = std::env::var_os("SIGMA_PEER_DIR").expect(
+        "SIGMA_PEER_DIR is not set: scripts/test.sh builds the peer with \
+         scripts/build-llama-cpp-peer.sh and sets it to the directory that prints",
+    );
+    let library = sigma::engine::ffi::llama_lib::LlamaLibrary::open(Path::new(&dir)).unwrap();
+    for file in [SMOLLM2, QWEN] {
+        let path = model_path(file);
+        let linked = LlamaCppPeer::load(&path).unwrap();
+        let mut theirs = linked.context(512, 1).unwrap();
+        let model = library.load_model(&path).unwrap();
+        let mut built = model.context(512, 1).unwrap();
+        for text in PROMPTS {
+            let prompt = linked.tokenize(text);
+            theirs.reset();
+            built.reset();
+            let want = theirs.eval(&prompt).unwrap();
+            let got = built.eval(&prompt).unwrap();
+            assert_eq!(got.len(), want.len(), "{file}: vocabulary sizes differ");
+            let (lo, hi) = want
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &l| {
+                    (lo.min(l), hi.max(l))
+                });
+            let diff = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                diff <= 0.01 * (hi - lo),
+                "{file} {text:?}: logits differ by {diff}"
+            );
+            assert_eq!(
+                argmax(got),
+                argmax(want),
+                "{file} {text:?}: next token differs"
+            );
+        }
+    }
 }
 
 // ---- bad input ------------------------------------------------------------

@@ -1,11 +1,13 @@
 //! `sigma bench`: prefill and decode speed of the engine, optionally beside
-//! llama.cpp (through `llama-cpp-2`) on the same GGUF in the same process.
+//! llama.cpp on the same GGUF in the same process: the statically linked
+//! one (`--vs-llama-cpp`, built with Sigma's own flags) and one built for
+//! this machine (`--peer DIR`, from `scripts/build-llama-cpp-peer.sh`).
 //!
 //! Each run starts from an empty cache, evaluates `--prompt-tokens`
 //! synthetic tokens in one call (prefill), then `--gen-tokens` single-token
-//! calls (decode). Runs of the two engines alternate so that both see the
-//! same machine load; the medians are reported with their spread (see
-//! [`super::bench_stats`]), the ratio ours/theirs as the median of each
+//! calls (decode). Runs of the engines alternate so that all see the same
+//! machine load; the medians are reported with their spread (see
+//! [`super::bench_stats`]), each ratio ours/theirs as the median of each
 //! pair's own ratio, and the load average around the runs.
 //! Peak RSS (`VmHWM`) is read after our warm-up, before llama.cpp loads.
 
@@ -16,6 +18,7 @@ use anyhow::anyhow;
 
 use super::bench_stats::{Load, Spread};
 use crate::engine::ffi::gguf::GgufFile;
+use crate::engine::ffi::llama_lib::{LibContext, LlamaLibrary};
 use crate::engine::peer::{LlamaCppPeer, PeerContext};
 use crate::engine::session::{Session, SessionOptions};
 
@@ -42,9 +45,14 @@ pub struct BenchArgs {
     /// Measured runs per engine (after one warm-up).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub runs: usize,
-    /// Also run llama.cpp (llama-cpp-2) and report the ratio.
+    /// Also run the statically linked llama.cpp (built with Sigma's flags)
+    /// and report the ratio.
     #[arg(long)]
     pub vs_llama_cpp: bool,
+    /// Also run llama.cpp built for this machine, from the directory
+    /// `scripts/build-llama-cpp-peer.sh` printed, and report the ratio.
+    #[arg(long, value_name = "DIR")]
+    pub peer: Option<std::path::PathBuf>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -138,14 +146,54 @@ fn run_ours(
     })
 }
 
+/// A llama.cpp sequence the benchmark times.
+trait PeerSequence {
+    /// Empties its cache.
+    fn reset(&mut self);
+    /// Evaluates `tokens` after what is cached.
+    fn append(&mut self, tokens: &[u32]) -> anyhow::Result<()>;
+}
+
+impl PeerSequence for PeerContext<'_> {
+    fn reset(&mut self) {
+        PeerContext::reset(self);
+    }
+    fn append(&mut self, tokens: &[u32]) -> anyhow::Result<()> {
+        self.eval(tokens).map(drop)
+    }
+}
+
+impl PeerSequence for LibContext<'_> {
+    fn reset(&mut self) {
+        LibContext::reset(self);
+    }
+    fn append(&mut self, tokens: &[u32]) -> anyhow::Result<()> {
+        self.eval(tokens).map(drop)
+    }
+}
+
+/// One llama.cpp the benchmark runs beside Sigma, and its timed runs.
+struct Peer<'a> {
+    /// Its name in the table.
+    name: &'static str,
+    /// Its key in the JSON object.
+    key: &'static str,
+    /// The key of our ratio to it.
+    ratio_key: &'static str,
+    /// How it was built.
+    build: String,
+    sequence: Box<dyn PeerSequence + 'a>,
+    runs: Vec<RunTime>,
+}
+
 /// One timed run of llama.cpp.
-fn run_peer(ctx: &mut PeerContext<'_>, prompt: &[u32], n_gen: usize) -> anyhow::Result<RunTime> {
+fn run_peer(ctx: &mut dyn PeerSequence, prompt: &[u32], n_gen: usize) -> anyhow::Result<RunTime> {
     ctx.reset();
     let t0 = Instant::now();
-    ctx.eval(prompt)?;
+    ctx.append(prompt)?;
     let t1 = Instant::now();
     for i in 0..n_gen {
-        ctx.eval(&[prompt[i % prompt.len()]])?;
+        ctx.append(&[prompt[i % prompt.len()]])?;
     }
     Ok(RunTime {
         prefill_s: t1.duration_since(t0).as_secs_f64(),
@@ -175,9 +223,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         return Err(anyhow!("--prompt-tokens and --runs must be at least 1"));
     }
     anyhow::ensure!(
-        args.context.is_none() || !args.vs_llama_cpp,
-        "--context with --synthetic-kv has no llama.cpp counterpart; drop --vs-llama-cpp"
+        args.context.is_none() || !(args.vs_llama_cpp || args.peer.is_some()),
+        "--context with --synthetic-kv has no llama.cpp counterpart; drop --vs-llama-cpp and --peer"
     );
+    // The peer library first: a wrong directory fails before the long load.
+    let library = args.peer.as_deref().map(LlamaLibrary::open).transpose()?;
     let n_ctx = args.context.unwrap_or(args.prompt_tokens) + args.gen_tokens;
     let path = crate::engine::registry::Registry::load()?.locate(args.model.as_deref(), true)?;
     let gguf = GgufFile::open(&path)?;
@@ -225,23 +275,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         mib(compute)
     );
 
-    let peer = if args.vs_llama_cpp {
-        Some(LlamaCppPeer::load(&path)?)
-    } else {
-        None
-    };
-    let mut peer_ctx = match &peer {
-        Some(p) => {
-            let mut c = p.context(n_ctx, args.threads)?;
-            run_peer(&mut c, &prompt, args.gen_tokens.min(4))?; // warm-up
-            Some(c)
-        }
-        None => None,
-    };
+    let linked = args
+        .vs_llama_cpp
+        .then(|| LlamaCppPeer::load(&path))
+        .transpose()?;
+    let library_model = library.as_ref().map(|l| l.load_model(&path)).transpose()?;
+    let mut peers = Vec::new();
+    if let Some(p) = &linked {
+        peers.push(Peer {
+            name: "llama.cpp",
+            key: "llama_cpp",
+            ratio_key: "ratio",
+            build: "statically linked, Sigma's flags".into(),
+            sequence: Box::new(p.context(n_ctx, args.threads)?),
+            runs: Vec::new(),
+        });
+    }
+    if let (Some(l), Some(m)) = (&library, &library_model) {
+        peers.push(Peer {
+            name: "peer",
+            key: "peer",
+            ratio_key: "ratio_peer",
+            build: format!("{} ({})", l.path.display(), l.instruction_sets),
+            sequence: Box::new(m.context(n_ctx, args.threads)?),
+            runs: Vec::new(),
+        });
+    }
+    for p in &mut peers {
+        run_peer(p.sequence.as_mut(), &prompt, args.gen_tokens.min(4))?; // warm-up
+    }
 
     let load = Load::start();
     let mut ours = Vec::new();
-    let mut theirs = Vec::new();
     for _ in 0..args.runs {
         ours.push(run_ours(
             &mut session,
@@ -249,8 +314,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             args.gen_tokens,
             args.context,
         )?);
-        if let Some(c) = peer_ctx.as_mut() {
-            theirs.push(run_peer(c, &prompt, args.gen_tokens)?);
+        for p in &mut peers {
+            p.runs
+                .push(run_peer(p.sequence.as_mut(), &prompt, args.gen_tokens)?);
         }
     }
 
@@ -271,16 +337,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     if args.context.is_some() {
         our_pp = Spread::of(&[]);
     }
-    let peer_rates = (!theirs.is_empty()).then(|| summarize(&theirs));
-    let paired = |pick: fn(&RunTime) -> f64| {
+    let paired = |theirs: &[RunTime], pick: fn(&RunTime) -> f64| {
         let ratios: Vec<f64> = ours
             .iter()
-            .zip(&theirs)
+            .zip(theirs)
             .map(|(o, t)| pick(t) / pick(o))
             .collect();
         Spread::of(&ratios)
     };
-    let ratio = (!theirs.is_empty()).then(|| (paired(|r| r.prefill_s), paired(|r| r.decode_s)));
+    // Per peer: its rates, then our ratio to it.
+    let compared: Vec<_> = peers
+        .iter()
+        .map(|p| {
+            let (pp, tg) = summarize(&p.runs);
+            let ratio = (
+                paired(&p.runs, |r| r.prefill_s),
+                paired(&p.runs, |r| r.decode_s),
+            );
+            (p, (pp, tg), ratio)
+        })
+        .collect();
 
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -306,9 +382,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             "busy": load.busy(),
             "ours": rates_json(our_pp, our_tg),
         });
-        if let (Some((pp, tg)), Some((rp, rd))) = (peer_rates, ratio) {
-            j["llama_cpp"] = rates_json(pp, tg);
-            j["ratio"] = serde_json::json!({
+        for (p, (pp, tg), (rp, rd)) in &compared {
+            j[p.key] = rates_json(*pp, *tg);
+            j[p.key]["build"] = p.build.clone().into();
+            j[p.ratio_key] = serde_json::json!({
                 "prefill": rp.median.is_finite().then_some(rp.median),
                 "decode": rd.median,
                 "prefill_spread": rp,
@@ -330,7 +407,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         writeln!(out, "{load}")?;
         writeln!(
             out,
-            "{:<10} {:>22} {:>22}",
+            "{:<15} {:>22} {:>22}",
             "engine", "prefill tok/s", "decode tok/s"
         )?;
         let cell = |s: Spread, decimals: usize| {
@@ -342,26 +419,30 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         };
         writeln!(
             out,
-            "{:<10} {:>22} {:>22}",
+            "{:<15} {:>22} {:>22}",
             "sigma",
             cell(our_pp, 1),
             cell(our_tg, 1)
         )?;
-        if let (Some((pp, tg)), Some((rp, rd))) = (peer_rates, ratio) {
+        for (p, (pp, tg), (rp, rd)) in &compared {
             writeln!(
                 out,
-                "{:<10} {:>22} {:>22}",
-                "llama.cpp",
-                cell(pp, 1),
-                cell(tg, 1)
+                "{:<15} {:>22} {:>22}",
+                p.name,
+                cell(*pp, 1),
+                cell(*tg, 1)
             )?;
+            let ratio = format!("sigma/{}", p.name);
             writeln!(
                 out,
-                "{:<10} {:>22} {:>22}",
-                "ratio",
-                cell(rp, 2),
-                cell(rd, 2)
+                "{:<15} {:>22} {:>22}",
+                ratio,
+                cell(*rp, 2),
+                cell(*rd, 2)
             )?;
+        }
+        for p in &peers {
+            writeln!(out, "{}: {}", p.name, p.build)?;
         }
         writeln!(out, "{memory}")?;
         writeln!(out, "{cache_desc}")?;

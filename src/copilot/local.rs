@@ -121,6 +121,10 @@ pub struct LocalAssistant {
     factory: ParserFactory,
     /// Tokens of the static prefix; its KV rows stay in the session.
     prefix: Vec<u32>,
+    /// The last question's dynamic part, whose KV rows follow the prefix's
+    /// in the session: the next question re-evaluates only where it
+    /// differs (the node and what else they share stay cached).
+    cached: Vec<u32>,
     /// The template text after the user message (end of turn, assistant header).
     suffix: String,
     env: minijinja::Environment<'static>,
@@ -178,6 +182,7 @@ impl LocalAssistant {
             session,
             factory,
             prefix,
+            cached: Vec::new(),
             suffix: suffix.to_string(),
             env,
             cancel: opts.cancel.clone(),
@@ -386,6 +391,8 @@ struct Generated {
     decoded: Decoded,
     /// Tokens of the dynamic part of the prompt.
     dynamic: Vec<u32>,
+    /// Of those, the leading ones the last question had cached.
+    reused: usize,
     /// Milliseconds from the question to the end of the prefill.
     prefill_ms: f64,
 }
@@ -404,8 +411,9 @@ impl Generated {
 }
 
 impl LocalAssistant {
-    /// Prefills `user` after the cached static prefix and decodes a reply
-    /// choosing among `candidates` under the reply grammar.
+    /// Prefills `user` after the cached static prefix, keeping what it
+    /// shares with the last question's, and decodes a reply choosing among
+    /// `candidates` under the reply grammar.
     fn generate(
         &mut self,
         user: &str,
@@ -415,8 +423,12 @@ impl LocalAssistant {
         let dynamic = self
             .tokenizer
             .encode(&format!("{user}{}", self.suffix), false)?;
-        self.session.truncate(self.prefix.len());
-        self.session.eval(&dynamic)?;
+        // At least the last token is evaluated: its logits start the reply.
+        let reused = shared_len(&self.cached, &dynamic).min(dynamic.len().saturating_sub(1));
+        self.cached.clear();
+        self.session.truncate(self.prefix.len() + reused);
+        self.session.eval(&dynamic[reused..])?;
+        self.cached.clone_from(&dynamic);
         let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
         let lark = grammar::reply_grammar(candidates);
         let matcher = Matcher::new(Ok(self
@@ -426,6 +438,7 @@ impl LocalAssistant {
         Ok(Generated {
             decoded,
             dynamic,
+            reused,
             prefill_ms,
         })
     }
@@ -447,7 +460,8 @@ impl LocalAssistant {
             first_token_ms: first_token_ms.unwrap_or(total_ms),
             total_ms,
             tokens_per_s: d.tokens.len() as f64 / (decode_ms / 1e3),
-            prompt_tokens: generated.dynamic.len(),
+            prompt_tokens: generated.dynamic.len() - generated.reused,
+            reused_prompt_tokens: generated.reused,
             generated_tokens: d.tokens.len(),
             sampled_tokens: lookup.sampled,
             lookup_predicted_tokens: lookup.predicted,
@@ -455,6 +469,11 @@ impl LocalAssistant {
             lookup_steps: lookup.steps,
         }
     }
+}
+
+/// How many leading tokens `a` and `b` share.
+fn shared_len(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// The user message for `question`: the dynamic part of the prompt, with

@@ -56,7 +56,8 @@ impl Proposal {
 /// Where time went while answering, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct Timings {
-    /// Prompt evaluation (the dynamic part; the static prefix is cached).
+    /// Prompt evaluation (the dynamic part not cached by the last question;
+    /// the static prefix is always cached).
     pub prefill_ms: f64,
     /// From the question to the first generated token.
     pub first_token_ms: f64,
@@ -66,6 +67,10 @@ pub struct Timings {
     pub tokens_per_s: f64,
     /// Tokens evaluated for the prompt.
     pub prompt_tokens: usize,
+    /// Prompt tokens not evaluated: the last question left them cached
+    /// (beyond the static prefix, always cached).
+    #[serde(default)]
+    pub reused_prompt_tokens: usize,
     /// Tokens generated.
     pub generated_tokens: usize,
     /// Of the generated tokens, those the model chose (the rest the reply

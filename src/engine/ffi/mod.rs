@@ -6,3 +6,4 @@
 
 pub mod ggml;
 pub mod gguf;
+pub mod llama_lib;
