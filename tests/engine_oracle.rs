@@ -90,6 +90,22 @@ fn peer_greedy(
     (tokens, first_logits)
 }
 
+/// How far `got` is from `want`, when it is further than the tolerance
+/// (1% of `want`'s range, see the module comment).
+fn logit_gap(got: &[f32], want: &[f32]) -> Option<String> {
+    let (lo, hi) = want
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &l| {
+            (lo.min(l), hi.max(l))
+        });
+    let diff = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    (diff > 0.01 * (hi - lo)).then(|| format!("logits differ by {diff} (range {lo}..{hi})"))
+}
+
 fn check_against_llama_cpp(file: &str) {
     let path = model_path(file);
     let gguf = GgufFile::open(&path).unwrap();
@@ -109,20 +125,8 @@ fn check_against_llama_cpp(file: &str) {
             their_logits.len(),
             "{file}: vocabulary sizes differ"
         );
-        let (lo, hi) = their_logits
-            .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &l| {
-                (lo.min(l), hi.max(l))
-            });
-        let max_diff = our_logits
-            .iter()
-            .zip(&their_logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        if max_diff > 0.01 * (hi - lo) {
-            failures.push(format!(
-                "{text:?}: logits differ by {max_diff} (range {lo}..{hi})"
-            ));
+        if let Some(gap) = logit_gap(&our_logits, &their_logits) {
+            failures.push(format!("{text:?}: {gap}"));
         }
         if ours != theirs {
             failures.push(format!("{text:?}:\n  ours   {ours:?}\n  theirs {theirs:?}"));
@@ -170,20 +174,9 @@ fn the_peer_built_for_this_machine_agrees_with_the_linked_llama_cpp() {
             let want = theirs.eval(&prompt).unwrap();
             let got = built.eval(&prompt).unwrap();
             assert_eq!(got.len(), want.len(), "{file}: vocabulary sizes differ");
-            let (lo, hi) = want
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &l| {
-                    (lo.min(l), hi.max(l))
-                });
-            let diff = got
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(
-                diff <= 0.01 * (hi - lo),
-                "{file} {text:?}: logits differ by {diff}"
-            );
+            if let Some(gap) = logit_gap(got, want) {
+                panic!("{file} {text:?}: {gap}");
+            }
             assert_eq!(
                 argmax(got),
                 argmax(want),

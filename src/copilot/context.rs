@@ -137,10 +137,93 @@ pub fn short_purpose(purpose: &str, max: usize) -> String {
     format!("{}…", words.join(" ").trim_end_matches([',', ';', ':']))
 }
 
+/// Words that mark a line of command output as worth keeping whatever the
+/// question (lower case, matched as prefixes of words).
+const ALARM_WORDS: &[&str] = &[
+    "error", "fail", "fatal", "xid", "nvrm", "fallen", "timeout", "timed", "ecc", "uncorr",
+    "retire", "remap", "throttl", "warn", "crit", "degrad", "down", "lost", "denied", "unable",
+    "killed", "panic", "reset", "hung", "stuck",
+];
+
+/// At most `budget` characters of a command's `output` for the prompt,
+/// chosen by relevance, never blindly from one end: the first line (a
+/// table's header), lines naming a word of `question` or an alarm word,
+/// then the last lines; kept in their order, each gap marked `…`.
+pub fn relevant_output(output: &str, question: &str, budget: usize) -> String {
+    let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+    let whole = lines.join("\n");
+    if whole.chars().count() <= budget {
+        return whole;
+    }
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let asked: Vec<String> = words(question)
+        .into_iter()
+        .filter(|w| w.len() >= 3)
+        .collect();
+    let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+    let score = |i: usize, line: &str| {
+        let own = words(line);
+        let hits = |list: &[&str]| {
+            own.iter()
+                .filter(|w| list.iter().any(|a| w.starts_with(a)))
+                .count()
+        };
+        let header = usize::from(i == 0);
+        // Later lines break ties: a log's end is its latest state.
+        (3 * header + 2 * hits(&asked) + hits(ALARM_WORDS), i)
+    };
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(score(i, lines[i])));
+    let mut keep = vec![false; lines.len()];
+    let mut used = 0;
+    for i in order {
+        let cost = lines[i].chars().count() + 2; // the line break and a possible `…`
+        if used + cost <= budget {
+            keep[i] = true;
+            used += cost;
+        }
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if keep[i] {
+            out.push((*line).to_string());
+        } else if out.last().is_none_or(|l| l != "…") {
+            out.push("…".to_string());
+        }
+    }
+    out.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::copilot::sim_node as node;
+
+    #[test]
+    fn output_is_cut_by_relevance_not_from_the_end() {
+        let mut log = vec!["index, name, temperature.gpu".to_string()];
+        log.extend((0..40).map(|i| format!("line {i}: all quiet on this bus")));
+        log[12] = "NVRM: Xid (PCI:0000:18:00): 79, GPU has fallen off the bus".into();
+        log[20] = "GPU 3 temperature 91 C".into();
+        let out = relevant_output(&log.join("\n"), "why is GPU 3 hot?", 200);
+        assert!(out.chars().count() <= 200, "{out}");
+        assert!(
+            out.starts_with("index, name"),
+            "the header goes first: {out}"
+        );
+        assert!(
+            out.contains("Xid") && out.contains("GPU 3 temperature"),
+            "{out}"
+        );
+        assert!(out.contains("…"), "the gaps are marked: {out}");
+        let short = "a\n\nb";
+        assert_eq!(relevant_output(short, "x", 200), "a\nb");
+    }
 
     #[test]
     fn node_rendering_fits_its_budget_and_puts_flagged_gpus_first() {

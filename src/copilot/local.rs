@@ -495,7 +495,7 @@ fn user_message(
         node => context::render_node(node.snapshot, node.findings, NODE_CHARS),
         problem => diagnosis.headline(),
         candidates => refs,
-        history => render_history(history),
+        history => render_history(history, question),
         question => question,
     })?)
 }
@@ -514,8 +514,9 @@ fn prompt_environment() -> anyhow::Result<minijinja::Environment<'static>> {
     Ok(env)
 }
 
-/// Earlier turns for the prompt: the last few, outputs cut to their tail.
-fn render_history(history: &[Turn]) -> String {
+/// Earlier turns for the prompt: the last few, each output cut to its
+/// lines most relevant to `question`.
+fn render_history(history: &[Turn], question: &str) -> String {
     const KEEP: usize = 4;
     const OUTPUT_CHARS: usize = 600;
     let mut out = String::new();
@@ -529,14 +530,9 @@ fn render_history(history: &[Turn]) -> String {
                 output,
                 ..
             } => {
-                let tail: String = {
-                    let chars: Vec<char> = output.chars().collect();
-                    chars[chars.len().saturating_sub(OUTPUT_CHARS)..]
-                        .iter()
-                        .collect()
-                };
+                let shown = context::relevant_output(output, question, OUTPUT_CHARS);
                 let code = exit_code.map_or("killed".to_string(), |c| c.to_string());
-                out.push_str(&format!("Output of `{command}` (exit {code}):\n{tail}\n"));
+                out.push_str(&format!("Output of `{command}` (exit {code}):\n{shown}\n"));
             }
         }
     }

@@ -72,9 +72,8 @@ pub(crate) struct Segment {
 /// Parses `command` into pipeline segments, or says which rule refuses it.
 pub(crate) fn parse(command: &str) -> Result<Vec<Segment>, String> {
     precheck(command)?;
-    // brush-parser unwraps in a few places (the tokenizer, and the word
-    // parser on `~` and a 30-digit number); a panic on hostile input must
-    // become a refusal, never a crash.
+    // brush-parser unwraps in a few places; a panic on hostile input that
+    // the prechecks let through must become a refusal, never a crash.
     panic::catch_unwind(AssertUnwindSafe(|| pipeline(command)))
         .unwrap_or_else(|_| Err("the command could not be parsed".to_string()))
 }
@@ -165,7 +164,7 @@ fn precheck(command: &str) -> Result<(), String> {
     }
     // brush-parser's tokenizer loops for ever, growing until it is killed,
     // on some here-documents (`x <<'' #c`), and its word parser panics on a
-    // `~` before a 20-digit number. On hostile lines the parser can read
+    // `~` before a number too big for it (found: 25 digits). On hostile lines the parser can read
     // quotes differently from the scan below, so these two are refused
     // wherever they are, quoted or not: no command Sigma proposes needs them
     // (on one line a here-document has no body).
@@ -185,8 +184,8 @@ fn precheck(command: &str) -> Result<(), String> {
             return Err("a directory-stack reference (~N) that large is not allowed".into());
         }
     }
-    // The constructs it reads recursively (`"$(<<'' ..."`) and the rest
-    // the guard refuses anyway are refused before the parser sees them.
+    // The constructs it reads recursively (a `$( )` inside double quotes)
+    // and the others it misreads are refused before it sees them too.
     if let Some(refusal) = fragile_construct(command) {
         return Err(refusal.into());
     }
