@@ -169,6 +169,37 @@ fn check_corpus(name: &str) {
     );
 }
 
+/// Every Unicode scalar value, in the contexts the pre-tokenizers tell
+/// apart (after a letter, a digit, a space and itself, before a letter and
+/// a digit), tokenizes as llama.cpp does: its letter, number and space
+/// classes are its own table's (a Unicode version behind the regex
+/// crate's), not the regex crate's (a fuzzer found a Unicode 16 digit).
+fn check_every_code_point(name: &str) {
+    let (_gguf, tokenizer, model) = load(name);
+    let scalars: Vec<char> = (0..=0x10FFFF_u32).filter_map(char::from_u32).collect();
+    let mut failures = Vec::new();
+    for chunk in scalars.chunks(32) {
+        let text: String = chunk
+            .iter()
+            .map(|c| format!("a{c}1 {c}{c}x{c}7  {c}\n"))
+            .collect();
+        let ours = tokenizer.encode(&text, false).expect("encode");
+        let mut theirs = oracle(&model, &text);
+        if tokenizer.adds_bos() {
+            theirs.remove(0);
+        }
+        if ours != theirs {
+            failures.push(format!("U+{:04X}..U+{:04X}", chunk[0] as u32, chunk[chunk.len() - 1] as u32));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name}: {} chunks of 32 code points differ: {}",
+        failures.len(),
+        failures[..failures.len().min(20)].join(", ")
+    );
+}
+
 /// Checks special ids and the end-of-generation set against llama.cpp.
 fn check_specials(name: &str) {
     let (_gguf, tokenizer, model) = load(name);
@@ -267,6 +298,16 @@ fn smollm2_tokens_match_llama_cpp() {
 #[test]
 fn qwen_tokens_match_llama_cpp() {
     check_corpus("qwen2.5-coder-0.5b");
+}
+
+#[test]
+fn smollm2_every_code_point_tokenizes_as_llama_cpp() {
+    check_every_code_point("smollm2-135m");
+}
+
+#[test]
+fn qwen_every_code_point_tokenizes_as_llama_cpp() {
+    check_every_code_point("qwen2.5-coder-0.5b");
 }
 
 #[test]

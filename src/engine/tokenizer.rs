@@ -18,6 +18,7 @@
 //! incomplete UTF-8 until the token completing it arrives.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -27,6 +28,8 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
 use crate::engine::ffi::gguf::{GgufError, GgufFile};
+
+mod classes;
 
 /// `tokenizer.ggml.token_type` value of a control token.
 const TOKEN_TYPE_CONTROL: i32 = 3;
@@ -196,6 +199,24 @@ const PRE_TYPES: &[PreType] = &[
         ignore_merges: false,
     },
 ];
+
+/// `regex` with `\p{L}` and `\p{N}` spelled as llama.cpp's own letter and
+/// number ranges ([`classes`]): its table is a Unicode version behind the
+/// regex crate's, and a character the two class differently (a digit new
+/// in Unicode 16) would split differently.
+fn with_llama_classes(regex: &str) -> String {
+    let class = |ranges: &[(u32, u32)]| {
+        let mut out = String::from("[");
+        for &(a, b) in ranges {
+            let _ = write!(out, "\\x{{{a:X}}}-\\x{{{b:X}}}");
+        }
+        out.push(']');
+        out
+    };
+    regex
+        .replace("\\p{L}", &class(classes::LETTER))
+        .replace("\\p{N}", &class(classes::NUMBER))
+}
 
 /// Why a tokenizer could not be built or used.
 #[derive(Debug, thiserror::Error)]
@@ -433,7 +454,7 @@ impl Tokenizer {
             .iter()
             .map(|re| {
                 Split::new(
-                    SplitPattern::Regex((*re).to_string()),
+                    SplitPattern::Regex(with_llama_classes(re)),
                     SplitDelimiterBehavior::Isolated,
                     false,
                 )
