@@ -145,10 +145,19 @@ fn no_state_change_of_a_wrong_kind_value_or_scope_is_ever_proposed() {
                 let command = kind.command.replace("{i}", s);
                 guard::normalize(command.trim()).expect("expected command is catalogued")
             });
+            // The change also said by reference: "apply it" is the one the
+            // sentence before describes.
+            let referred = format!("the runbook step is to {}. apply it", kind.request);
+            let refused = format!(
+                "the runbook step is to {}. don't apply it yet",
+                kind.request
+            );
             for (phrasing, text) in [
                 ("request", kind.request),
                 ("question", kind.question),
                 ("negation", kind.negation),
+                ("reference", &referred),
+                ("negation", &refused),
             ] {
                 cases += 1;
                 let question = text.replace("{g}", &gpus);
@@ -189,7 +198,7 @@ fn no_state_change_of_a_wrong_kind_value_or_scope_is_ever_proposed() {
             }
         }
     }
-    assert!(cases >= 250, "{cases} cases");
+    assert!(cases >= 400, "{cases} cases");
     assert!(
         failures.is_empty(),
         "{} of {cases} cases failed:\n{}",

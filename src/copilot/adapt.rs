@@ -129,7 +129,7 @@ fn every_gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b|\bthem all\b|\ball (?:\d+|four|eight)\s*(?:[.,;!?]|$)",
+        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b|\bthem all\b|\ball (?:\d+|four|eight)(?:\s*(?:[.,;!?]|$)|\s+(?:back|to|at)\b)",
     )
 }
 
@@ -528,6 +528,8 @@ mod tests {
         let t = Targets::of("Show power for every GPU; GPU 2 looks hot", &s);
         assert!(t.gpus.is_empty(), "{t:?}");
         assert!(Targets::of("set them all back to 700W", &s).every);
+        assert!(Targets::of("undo that: all 8 back to 700 W", &s).every);
+        assert!(!Targets::of("all 8 ranks are slow", &s).every);
     }
 
     #[test]

@@ -486,8 +486,14 @@ impl Request {
         let number = NUMBER.get_or_init(|| {
             regex(r"\b(\d{3,4})\s*(?:w|watts?|mhz)\b|\b(?:to|at)\s+(\d{3,4})(?:[\s,;!?]|$)")
         });
+        // "the rest stay at 750 W" gives no value for the change.
+        static OTHERS: OnceLock<Regex> = OnceLock::new();
+        let others = OTHERS.get_or_init(|| {
+            regex(r"\b(?:the )?(?:rest|others?|other (?:\w+ )?(?:gpus?|cards?|ones|\w+))\b[^.,;:]*")
+        });
+        let valued = others.replace_all(&text, " ");
         let numbers = number
-            .captures_iter(&text)
+            .captures_iter(&valued)
             .filter_map(|c| c.get(1).or(c.get(2))?.as_str().parse().ok())
             .collect();
         static DEFAULTS: OnceLock<Regex> = OnceLock::new();

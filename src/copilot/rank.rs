@@ -297,7 +297,7 @@ impl Intent {
             Regex::new(
                 // "run" as a verb ("run a quick diag", "can you run"), not a
                 // noun ("our FSDP run", "the training run").
-                r"(?i)(?:^|[.!?;]\s*|\b(?:please|can you|could you|to|should i|let's|go ahead and|i want to|then)\s+)run\b|\b(?:sanity|quick|smoke|burn-in|nccl|bandwidth)\s+run\b|\b(?:benchmark|bench|test|tests|diag|diagnostic|stress|measure|bug report|collect)\b",
+                r"(?i)(?:^|[.!?;]\s*|\b(?:please|can you|could you|to|should i|let's|go ahead and|i want to|then)\s+)run\b|\b(?:sanity|quick|smoke|burn-in|nccl|bandwidth)\s+run\b|\b(?:benchmark|bench|test|tests|diag|diagnostic|stress|measure|bug report|collect|grab|capture)\b",
             )
             .expect("valid regex")
         });
@@ -332,7 +332,7 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
-            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst)\b",
+            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert)\b",
         )
         .expect("valid regex")
     });
@@ -379,21 +379,49 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         Regex::new(r"(?i)\b(?:reset|kill|reboot|restart|set|enable|disable|clear|wipe|drain)\b")
             .expect("valid regex")
     });
-    end.split(question)
-        .map(str::trim)
-        .filter_map(|s| {
-            if asks(s) {
-                return Some(in_original(s));
-            }
+    // "apply it on GPU 3 only", "undo that:": the change is the one the
+    // sentence before describes, or, after a colon, the one after.
+    static ANAPHORA: OnceLock<Regex> = OnceLock::new();
+    let anaphora = ANAPHORA.get_or_init(|| {
+        Regex::new(r"(?i)\b(?:apply|undo|revert|do)\s+(?:it|that|this|them)\b")
+            .expect("valid regex")
+    });
+    // Each sentence, and whether a colon ends it.
+    let mut sentences: Vec<(&str, bool)> = Vec::new();
+    let mut start = 0;
+    for m in end.find_iter(question) {
+        let colon = question[m.start()..].starts_with(':');
+        sentences.push((question[start..m.start()].trim(), colon));
+        start = m.end();
+    }
+    sentences.push((question[start..].trim(), false));
+    let mut out = Vec::new();
+    for (i, &(s, colon)) in sentences.iter().enumerate() {
+        let asking = if asks(s) {
+            Some(s)
+        } else {
             clause
                 .find_iter(s)
                 .map(|m| m.end())
                 .find(|&at| {
                     asks(&s[at..]) && !then.is_match(&s[at..]) && !any_verb.is_match(&s[..at])
                 })
-                .map(|at| in_original(&s[at..]))
-        })
-        .collect()
+                .map(|at| &s[at..])
+        };
+        let Some(asking) = asking else { continue };
+        if anaphora.is_match(asking) {
+            let referent = if colon {
+                sentences.get(i + 1)
+            } else {
+                i.checked_sub(1).and_then(|j| sentences.get(j))
+            };
+            if let Some(&(r, _)) = referent.filter(|(r, _)| !r.is_empty()) {
+                out.push(in_original(r));
+            }
+        }
+        out.push(in_original(asking));
+    }
+    out
 }
 
 /// The `k` best candidates for `question` on this node, fitted to what it
@@ -525,7 +553,7 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let mut first = fuse(&catalogue, &solved, &targets, intent, &vendor);
     // The fields the question lists, by name or by what they are, are the
     // table.
-    if let Some(listed) = table::asked(question) {
+    if let Some(listed) = table::asked(question).filter(|t| vendor.has_tool_for(t)) {
         first.insert(
             0,
             Reference {
@@ -1220,6 +1248,37 @@ mod tests {
         for question in ["Kill the process on GPU 2.", "Clear the kernel log."] {
             let hits = rank(question, &s, &f, 4);
             assert!(hits.iter().all(|r| r.tier == Tier::ReadOnly), "{hits:#?}");
+        }
+    }
+
+    #[test]
+    fn a_change_said_as_apply_it_or_undo_that_is_the_one_described_beside_it() {
+        let (s, f) = node("h100x8-power-cap");
+        let first = |q: &str| rank(q, &s, &f, 4).remove(0);
+        // The sentence before says what "it" is; the others' value is not
+        // the change's.
+        let hit = first(
+            "customer wants GPU 3 power capped at 600W for their test, the rest stay at 700W. apply it on GPU 3 only",
+        );
+        assert_eq!(hit.command, "nvidia-smi -i 3 -pl 600");
+        let hit = first("the others stay at 700. the vendor wants GPU 2 at 550 W. apply it");
+        assert_eq!(hit.command, "nvidia-smi -i 2 -pl 550");
+        // After a colon, the sentence after does.
+        let hit = first(
+            "someone left a 400W cap on every GPU from an experiment. undo that: all 8 back to 700 W.",
+        );
+        assert_eq!(hit.command, "nvidia-smi -pl 700");
+        // Nothing described, nothing asked, or a change refused: no change.
+        for question in [
+            "apply it",
+            "the power cap on GPU 3 is 400W. should I undo that?",
+            "the cap on GPU 3 is 400W. don't undo that yet",
+        ] {
+            let hits = rank(question, &s, &f, 4);
+            assert!(
+                hits.iter().all(|r| r.tier != Tier::StateChanging),
+                "{question}: {hits:#?}"
+            );
         }
     }
 
