@@ -189,7 +189,11 @@ fn check_every_code_point(name: &str) {
             theirs.remove(0);
         }
         if ours != theirs {
-            failures.push(format!("U+{:04X}..U+{:04X}", chunk[0] as u32, chunk[chunk.len() - 1] as u32));
+            failures.push(format!(
+                "U+{:04X}..U+{:04X}",
+                chunk[0] as u32,
+                chunk[chunk.len() - 1] as u32
+            ));
         }
     }
     assert!(
