@@ -90,9 +90,9 @@ fn peer_greedy(
     (tokens, first_logits)
 }
 
-/// How far `got` is from `want`, when it is further than the tolerance
-/// (1% of `want`'s range, see the module comment).
-fn logit_gap(got: &[f32], want: &[f32]) -> Option<String> {
+/// How far `got` is from `want`, when it is further than `share` of
+/// `want`'s range (see the module comment).
+fn logit_gap(got: &[f32], want: &[f32], share: f32) -> Option<String> {
     let (lo, hi) = want
         .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &l| {
@@ -103,7 +103,7 @@ fn logit_gap(got: &[f32], want: &[f32]) -> Option<String> {
         .zip(want)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    (diff > 0.01 * (hi - lo)).then(|| format!("logits differ by {diff} (range {lo}..{hi})"))
+    (diff > share * (hi - lo)).then(|| format!("logits differ by {diff} (range {lo}..{hi})"))
 }
 
 fn check_against_llama_cpp(file: &str) {
@@ -125,7 +125,7 @@ fn check_against_llama_cpp(file: &str) {
             their_logits.len(),
             "{file}: vocabulary sizes differ"
         );
-        if let Some(gap) = logit_gap(&our_logits, &their_logits) {
+        if let Some(gap) = logit_gap(&our_logits, &their_logits, 0.01) {
             failures.push(format!("{text:?}: {gap}"));
         }
         if ours != theirs {
@@ -152,8 +152,11 @@ fn qwen2_greedy_matches_llama_cpp() {
 /// llama.cpp built for this machine (`sigma bench --peer`) computes what
 /// the linked one does: the C structures cross the library boundary
 /// intact. On a machine with more instruction sets than Sigma's build its
-/// kernels differ, so the logits are held to the same 1% as above and the
-/// next token exactly.
+/// kernels differ: with AVX-512 and VNNI (an Intel Xeon) the logits of
+/// both models differed from the linked build's by 0.8% to 2.2% of their
+/// range on every prompt, the next token never. So the next token is held
+/// exactly and the logits to 5%: a structure read wrongly across the
+/// boundary gives logits that are nowhere near.
 #[test]
 fn the_peer_built_for_this_machine_agrees_with_the_linked_llama_cpp() {
     let dir = std::env::var_os("SIGMA_PEER_DIR").expect(
@@ -174,7 +177,7 @@ fn the_peer_built_for_this_machine_agrees_with_the_linked_llama_cpp() {
             let want = theirs.eval(&prompt).unwrap();
             let got = built.eval(&prompt).unwrap();
             assert_eq!(got.len(), want.len(), "{file}: vocabulary sizes differ");
-            if let Some(gap) = logit_gap(got, want) {
+            if let Some(gap) = logit_gap(got, want, 0.05) {
                 panic!("{file} {text:?}: {gap}");
             }
             assert_eq!(

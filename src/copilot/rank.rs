@@ -383,8 +383,7 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     // sentence before describes, or, after a colon, the one after.
     static ANAPHORA: OnceLock<Regex> = OnceLock::new();
     let anaphora = ANAPHORA.get_or_init(|| {
-        Regex::new(r"(?i)\b(?:apply|undo|revert|do)\s+(?:it|that|this|them)\b")
-            .expect("valid regex")
+        Regex::new(r"(?i)\b(?:apply|undo|revert)\s+(?:it|that|this|them)\b").expect("valid regex")
     });
     // Each sentence, and whether a colon ends it.
     let mut sentences: Vec<(&str, bool)> = Vec::new();
