@@ -178,7 +178,7 @@ pub fn relevant_output(output: &str, question: &str, budget: usize) -> String {
         (3 * header + 2 * hits(&asked) + hits(ALARM_WORDS), i)
     };
     let mut order: Vec<usize> = (0..lines.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(score(i, lines[i])));
+    order.sort_by_cached_key(|&i| std::cmp::Reverse(score(i, lines[i])));
     let mut keep = vec![false; lines.len()];
     let mut used = 0;
     for i in order {
