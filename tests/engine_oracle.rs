@@ -107,6 +107,8 @@ fn logit_gap(got: &[f32], want: &[f32], share: f32) -> Option<String> {
 }
 
 fn check_against_llama_cpp(file: &str) {
+    // Said for the test below, which runs this again on other kernels.
+    eprintln!("cpu kernels {}", sigma::engine::ffi::cpu::chosen().unwrap());
     let path = model_path(file);
     let gguf = GgufFile::open(&path).unwrap();
     let model = Model::load(&gguf, &LoadOptions { n_threads: 1 }).unwrap();
@@ -147,6 +149,44 @@ fn smollm2_greedy_matches_llama_cpp() {
 #[test]
 fn qwen2_greedy_matches_llama_cpp() {
     check_against_llama_cpp(QWEN);
+}
+
+/// Both engines stay token-identical on every CPU kernel variant this CPU
+/// supports, not only the best one the tests above run: each is forced with
+/// `SIGMA_CPU_VARIANT` (the AVX-512 variants off, for x86-64-v3) in a child
+/// process, since a process chooses its variant once.
+#[test]
+fn greedy_matches_llama_cpp_on_every_cpu_variant_this_cpu_supports() {
+    use sigma::engine::ffi::cpu::{VARIANT_ENV, VARIANTS};
+    let best = sigma::engine::ffi::cpu::chosen().unwrap().variant.name;
+    let others: Vec<&str> = VARIANTS
+        .iter()
+        .filter(|v| v.is_supported() && v.name != best)
+        .map(|v| v.name)
+        .collect();
+    eprintln!("the tests above ran on {best}; now on {others:?}");
+    for name in others {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "smollm2_greedy_matches_llama_cpp"])
+            .args(["qwen2_greedy_matches_llama_cpp", "--nocapture"])
+            .env(VARIANT_ENV, name)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "on {name}:\n{text}");
+        assert!(
+            text.contains("2 passed"),
+            "on {name}, not both tests ran:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("cpu kernels {name} (set by {VARIANT_ENV}={name})")),
+            "the child did not run {name}:\n{text}"
+        );
+    }
 }
 
 /// llama.cpp built for this machine (`sigma bench --peer`) computes what

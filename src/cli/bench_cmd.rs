@@ -45,7 +45,7 @@ pub struct BenchArgs {
     /// Measured runs per engine (after one warm-up).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub runs: usize,
-    /// Also run the statically linked llama.cpp (built with Sigma's flags)
+    /// Also run the statically linked llama.cpp (the same ggml build and CPU kernels as Sigma)
     /// and report the ratio.
     #[arg(long)]
     pub vs_llama_cpp: bool,
@@ -234,6 +234,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let t_load = Instant::now();
     let (model, device) = args.session.load_model(&gguf, args.threads, n_ctx)?;
     let load_s = t_load.elapsed().as_secs_f64();
+    let cpu = crate::engine::ffi::cpu::chosen()?;
     let options = args.session.options(model.gpu().is_some())?;
     let mut session = Session::with_options(&model, n_ctx, options)?;
     let hp = model.hparams();
@@ -286,7 +287,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             name: "llama.cpp",
             key: "llama_cpp",
             ratio_key: "ratio",
-            build: "statically linked, Sigma's flags".into(),
+            build: format!(
+                "statically linked, the same CPU kernels ({})",
+                cpu.variant.name
+            ),
             sequence: Box::new(p.context(n_ctx, args.threads)?),
             runs: Vec::new(),
         });
@@ -377,6 +381,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             "attention": attention_name(&options),
             "device": device.label,
             "device_reason": device.reason,
+            "cpu_kernels": cpu.variant.name,
+            "cpu_kernels_reason": cpu.reason,
             "select_v": args.session.select_v,
             "load": load,
             "busy": load.busy(),
@@ -404,6 +410,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             args.runs,
             our_tg.kind()
         )?;
+        writeln!(out, "cpu kernels {cpu}")?;
         writeln!(out, "{load}")?;
         writeln!(
             out,

@@ -199,6 +199,7 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
         rows.push(measure(&mut gqa, &mut sigma, select, prefix, args)?);
     }
     let load = load.finish();
+    let cpu = crate::engine::ffi::cpu::chosen()?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(
@@ -207,6 +208,8 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
             serde_json::json!({
                 "threads": args.threads,
                 "device": selection.label,
+                "cpu_kernels": cpu.variant.name,
+                "cpu_kernels_reason": cpu.reason,
                 "attention": if stock { "stock" } else { "fused" },
                 "load": load,
                 "busy": load.busy(),
@@ -229,6 +232,7 @@ pub fn run(args: &DiffqkvArgs) -> anyhow::Result<i32> {
         "medians of interleaved rounds [95% confidence interval]; reduction and speed-up are \
          medians of each round's own ratio"
     )?;
+    writeln!(out, "cpu kernels {cpu}")?;
     writeln!(out, "{load}")?;
     writeln!(
         out,

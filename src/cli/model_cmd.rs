@@ -424,6 +424,10 @@ fn info(
         let mut j = serde_json::to_value(&info)?;
         if let Some(s) = &selection {
             j["device"] = serde_json::json!({ "label": s.label, "reason": s.reason });
+            j["cpu_kernels"] = match crate::engine::ffi::cpu::chosen() {
+                Ok(c) => serde_json::json!({ "variant": c.variant.name, "reason": c.reason }),
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            };
         }
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(0);
@@ -477,6 +481,13 @@ fn info(
     );
     if let Some(s) = &selection {
         row("device", s.to_string());
+        row(
+            "cpu kernels",
+            match crate::engine::ffi::cpu::chosen() {
+                Ok(c) => c.to_string(),
+                Err(e) => format!("none: {e}"),
+            },
+        );
     }
     row("tensors", info.tensors.to_string());
     for share in &info.quant_mix {

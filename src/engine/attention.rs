@@ -14,13 +14,14 @@
 //!
 //! Without selective V the output is bit for bit what ggml's CPU flash
 //! attention (`ggml_compute_forward_flash_attn_ext_f16` in the ggml of
-//! `llama-cpp-sys-2` 0.1.161, built for AVX2/FMA/F16C as
-//! `.cargo/config.toml` sets) computes on the same cache with the same
-//! thread count, so greedy decoding stays token-identical with llama.cpp:
+//! `llama-cpp-sys-2` 0.1.161, in the CPU kernel variant that runs:
+//! `ffi::cpu`) computes on the same cache with the same thread count, so
+//! greedy decoding stays token-identical with llama.cpp:
 //!
-//! - q is rounded to f16 and each score is `ggml_vec_dot_f16` (four 8-lane
-//!   FMA accumulators over blocks of 32, ggml's reduction, the rest added
-//!   in f64) times the scale;
+//! - q is rounded to f16 and each score is `ggml_vec_dot_f16` (four FMA
+//!   accumulators of 8 lanes over blocks of 32 in the AVX2 build, of 16
+//!   lanes over blocks of 64 in the AVX-512 ones; ggml's reduction for that
+//!   width; the rest added in f64) times the scale;
 //! - an online softmax over the positions in cache order keeps an f16
 //!   accumulator: a new maximum rescales it by `expf(old - new)`
 //!   (`ggml_vec_scale_f16`), otherwise the row weighs `expf(s - max)`; the
@@ -180,12 +181,13 @@ impl DecodeAttention {
     /// (`head_dim_v` values each, in head order); `nth` threads share the
     /// node, which decides ggml's chunks.
     fn heads(&self, heads: Range<usize>, nth: usize, x: Inputs<'_>, s: &mut Scratch) {
+        let order = DotOrder::of_ggml();
         #[cfg(target_arch = "x86_64")]
-        if let Some(avx2) = Avx2::detect() {
+        if let Some(avx2) = Avx2::detect(order) {
             // SAFETY: `avx2` exists, so the CPU has AVX2, FMA and F16C.
             return unsafe { self.heads_avx2(avx2, heads, nth, x, s) };
         }
-        self.heads_with(Portable, heads, nth, x, s)
+        self.heads_with(Portable(order), heads, nth, x, s)
     }
 
     /// [`Self::heads_with`] compiled for AVX2, FMA and F16C, so the steps'
@@ -388,8 +390,39 @@ impl DecodeAttention {
     }
 }
 
+/// How wide ggml's vectors are in the CPU kernels that run, which decides
+/// the order in which `ggml_vec_dot_f16` sums: four FMA accumulators of
+/// `lanes` lanes over blocks of `4 * lanes`, added `(a0 + a2) + (a1 + a3)`,
+/// then the lanes reduced as that build reduces them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DotOrder {
+    /// AVX2: 8 lanes; halves added, then two horizontal adds.
+    Lanes8,
+    /// AVX-512: 16 lanes; halves added twice, then gcc's
+    /// `_mm512_reduce_add_ps`: `(t0 + t2) + (t1 + t3)`.
+    Lanes16,
+}
+
+impl DotOrder {
+    /// The order of the ggml CPU kernels this process runs (`ffi::cpu`).
+    fn of_ggml() -> Self {
+        match super::ffi::cpu::chosen().map(|c| c.variant.vector_lanes) {
+            Ok(16) => Self::Lanes16,
+            _ => Self::Lanes8,
+        }
+    }
+
+    /// f32 lanes per accumulator.
+    fn lanes(self) -> usize {
+        match self {
+            Self::Lanes8 => 8,
+            Self::Lanes16 => 16,
+        }
+    }
+}
+
 /// The vector steps of ggml's f16 flash attention, each rounding exactly as
-/// ggml's AVX2/FMA/F16C build does.
+/// ggml's build for AVX2/FMA/F16C or AVX-512 does.
 trait Steps: Copy {
     /// f16 bits to f32 (exact).
     fn widen(self, src: &[u16], dst: &mut [f32]);
@@ -403,7 +436,7 @@ trait Steps: Copy {
 
 /// The steps in plain Rust, for CPUs without AVX2/FMA/F16C.
 #[derive(Clone, Copy)]
-struct Portable;
+struct Portable(DotOrder);
 
 impl Steps for Portable {
     fn widen(self, src: &[u16], dst: &mut [f32]) {
@@ -411,21 +444,34 @@ impl Steps for Portable {
     }
 
     fn dot(self, k: &[f32], q: &[f32]) -> f32 {
-        let body = k.len() & !31;
-        let mut acc = [[0.0f32; 8]; 4];
-        for (kb, qb) in k[..body].chunks_exact(32).zip(q.chunks_exact(32)) {
+        let w = self.0.lanes();
+        let body = k.len() - k.len() % (4 * w);
+        let mut acc = [[0.0f32; 16]; 4];
+        for (kb, qb) in k[..body].chunks_exact(4 * w).zip(q.chunks_exact(4 * w)) {
             for (j, a) in acc.iter_mut().enumerate() {
-                for (l, x) in a.iter_mut().enumerate() {
-                    *x = kb[8 * j + l].mul_add(qb[8 * j + l], *x);
+                for (l, x) in a[..w].iter_mut().enumerate() {
+                    *x = kb[w * j + l].mul_add(qb[w * j + l], *x);
                 }
             }
         }
-        // GGML_F32x8_REDUCE: (a0 + a2) + (a1 + a3), the two 4-lane halves
-        // added, then two horizontal adds
-        let v: [f32; 8] =
+        let v: [f32; 16] =
             std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
-        let h: [f32; 4] = std::array::from_fn(|l| v[l] + v[l + 4]);
-        dot_tail((h[0] + h[1]) + (h[2] + h[3]), k, q, body)
+        let r = match self.0 {
+            // GGML_F32x8_REDUCE: the two 4-lane halves added, then two
+            // horizontal adds
+            DotOrder::Lanes8 => {
+                let h: [f32; 4] = std::array::from_fn(|l| v[l] + v[l + 4]);
+                (h[0] + h[1]) + (h[2] + h[3])
+            }
+            // _mm512_reduce_add_ps: 8-lane halves, 4-lane halves, then
+            // lanes two apart, then the last two
+            DotOrder::Lanes16 => {
+                let t3: [f32; 8] = std::array::from_fn(|l| v[l + 8] + v[l]);
+                let t6: [f32; 4] = std::array::from_fn(|l| t3[l + 4] + t3[l]);
+                (t6[0] + t6[2]) + (t6[1] + t6[3])
+            }
+        };
+        dot_tail(r, k, q, body)
     }
 
     fn scale(self, acc: &mut [u16], m: f32) {
@@ -437,18 +483,19 @@ impl Steps for Portable {
     }
 }
 
-/// The steps with AVX2, FMA and F16C intrinsics; a value proves the CPU
-/// has them.
+/// The steps with AVX2, FMA and F16C intrinsics (an AVX-512 build's 16-lane
+/// sums kept as pairs of 8-lane registers: each lane's FMAs round alike); a
+/// value proves the CPU has them.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
-struct Avx2(());
+struct Avx2(DotOrder);
 
 #[cfg(target_arch = "x86_64")]
 impl Avx2 {
     /// The steps, if this CPU can run them.
-    fn detect() -> Option<Self> {
+    fn detect(order: DotOrder) -> Option<Self> {
         use std::arch::is_x86_feature_detected as has;
-        (has!("avx2") && has!("fma") && has!("f16c")).then_some(Self(()))
+        (has!("avx2") && has!("fma") && has!("f16c")).then_some(Self(order))
     }
 }
 
@@ -477,21 +524,43 @@ impl Steps for Avx2 {
         use std::arch::x86_64::*;
         let n = k.len();
         assert_eq!(q.len(), n);
-        let body = n & !31;
+        // Registers per accumulator: 1 (8 lanes) or 2 (16 lanes).
+        let regs = self.0.lanes() / 8;
+        let body = n - n % (32 * regs);
         // SAFETY: AVX2/FMA (self exists); loads stay below `body` <= n.
         let r = unsafe {
             let (kp, qp) = (k.as_ptr(), q.as_ptr());
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for i in (0..body).step_by(32) {
+            // acc[j][h]: accumulator j, lanes 8h..8h+8
+            let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+            for i in (0..body).step_by(32 * regs) {
                 for (j, a) in acc.iter_mut().enumerate() {
-                    let (x, y) = (kp.add(i + 8 * j), qp.add(i + 8 * j));
-                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(y), *a);
+                    for (h, a) in a[..regs].iter_mut().enumerate() {
+                        let at = i + 8 * (regs * j + h);
+                        let (x, y) = (_mm256_loadu_ps(kp.add(at)), _mm256_loadu_ps(qp.add(at)));
+                        *a = _mm256_fmadd_ps(x, y, *a);
+                    }
                 }
             }
-            let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
-            let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-            let h = _mm_hadd_ps(h, h);
-            _mm_cvtss_f32(_mm_hadd_ps(h, h))
+            let v = |h: usize| {
+                _mm256_add_ps(
+                    _mm256_add_ps(acc[0][h], acc[2][h]),
+                    _mm256_add_ps(acc[1][h], acc[3][h]),
+                )
+            };
+            match self.0 {
+                DotOrder::Lanes8 => {
+                    let v = v(0);
+                    let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+                    let h = _mm_hadd_ps(h, h);
+                    _mm_cvtss_f32(_mm_hadd_ps(h, h))
+                }
+                DotOrder::Lanes16 => {
+                    let t3 = _mm256_add_ps(v(1), v(0));
+                    let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+                    let t8 = _mm_add_ps(t6, _mm_movehl_ps(t6, t6));
+                    _mm_cvtss_f32(t8) + _mm_cvtss_f32(_mm_shuffle_ps::<1>(t8, t8))
+                }
+            }
         };
         dot_tail(r, k, q, body)
     }
@@ -812,7 +881,7 @@ mod tests {
 
     /// Head counts, head sizes (with and without a rest past blocks of 32),
     /// one-pass and split position counts, 1 to 3 threads.
-    const EXACT_CASES: [Case; 10] = [
+    const EXACT_CASES: [Case; 12] = [
         ((14, 2, 2), (64, 64), (200, 256), 1),
         ((14, 2, 2), (64, 64), (200, 256), 2),
         ((9, 3, 3), (64, 64), (300, 512), 2),
@@ -823,10 +892,13 @@ mod tests {
         ((4, 4, 4), (40, 24), (700, 768), 2),
         ((8, 2, 4), (72, 72), (1, 256), 1),
         ((8, 2, 2), (64, 64), (520, 1024), 3),
+        ((4, 2, 2), (96, 96), (300, 512), 2),
+        ((4, 1, 2), (128, 128), (260, 512), 2),
     ];
 
     #[test]
     fn exact_mode_matches_ggml_flash_attention_bit_for_bit() {
+        eprintln!("cpu kernels {}", crate::engine::ffi::cpu::chosen().unwrap());
         for (heads, dims, kv, nth) in EXACT_CASES {
             let step = Step::new(heads, dims, kv);
             let (ours, ggml) = step.against_ggml(nth);
@@ -838,22 +910,53 @@ mod tests {
         }
     }
 
+    /// The same on every other CPU kernel variant this CPU supports (forced
+    /// with `SIGMA_CPU_VARIANT` in a child process: a process chooses once).
+    #[test]
+    fn exact_mode_matches_ggml_on_every_cpu_variant_this_cpu_supports() {
+        use crate::engine::ffi::cpu::{VARIANT_ENV, VARIANTS, chosen};
+        let test = "engine::attention::tests::exact_mode_matches_ggml_flash_attention_bit_for_bit";
+        let best = chosen().unwrap().variant.name;
+        for v in VARIANTS
+            .iter()
+            .filter(|v| v.is_supported() && v.name != best)
+        {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", test, "--nocapture"])
+                .env(VARIANT_ENV, v.name)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).to_string()
+                + &String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "on {}:\n{text}", v.name);
+            assert!(text.contains("1 passed"), "on {}:\n{text}", v.name);
+            assert!(
+                text.contains(&format!("cpu kernels {} (set by", v.name)),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn portable_steps_round_as_the_intrinsics_do() {
         for (heads, dims, kv, nth) in EXACT_CASES {
             let step = Step::new(heads, dims, kv);
-            let portable = step.run_with(Portable, nth);
-            #[cfg(target_arch = "x86_64")]
-            if let Some(avx2) = Avx2::detect() {
-                let fast = step.run_with(avx2, nth);
-                assert_eq!(
-                    first_difference(&portable, &fast),
-                    None,
-                    "{heads:?} {dims:?} {kv:?} {nth} threads"
-                );
+            for order in [DotOrder::Lanes8, DotOrder::Lanes16] {
+                let portable = step.run_with(Portable(order), nth);
+                #[cfg(target_arch = "x86_64")]
+                if let Some(avx2) = Avx2::detect(order) {
+                    let fast = step.run_with(avx2, nth);
+                    assert_eq!(
+                        first_difference(&portable, &fast),
+                        None,
+                        "{order:?} {heads:?} {dims:?} {kv:?} {nth} threads"
+                    );
+                }
+                if order == DotOrder::of_ggml() {
+                    let (ours, _) = step.against_ggml(nth);
+                    assert_eq!(first_difference(&portable, &ours), None);
+                }
             }
-            let (ours, _) = step.against_ggml(nth);
-            assert_eq!(first_difference(&portable, &ours), None);
         }
     }
 
@@ -942,7 +1045,7 @@ mod tests {
                 v: vb.clone(),
                 n_ctx: n_kv,
             };
-            let got = step.run_with(Portable, 2);
+            let got = step.run_with(Portable(DotOrder::of_ggml()), 2);
             let want = naive_select_v(&op, sv, &q, &wide(&kb), &wide(&vb));
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 assert!(

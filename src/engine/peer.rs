@@ -27,6 +27,9 @@ fn llama_backend() -> anyhow::Result<&'static LlamaBackend> {
     if let Some(b) = BACKEND.get() {
         return Ok(b);
     }
+    // llama.cpp finds its CPU device in ggml's registry: register the CPU
+    // kernel variant Sigma chose, so both engines run the same kernels.
+    crate::engine::ffi::cpu::chosen()?;
     let mut b = LlamaBackend::init().context("cannot start llama.cpp")?;
     b.void_logs();
     Ok(BACKEND.get_or_init(|| b))

@@ -48,13 +48,29 @@ use llama_cpp_sys_2 as sys;
 
 /// Errors from the ggml layer: allocation failures and misuse caught before C
 /// sees it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum GgmlError {
-    /// This CPU lacks instructions the ggml build was compiled for.
+    /// This CPU lacks instructions a CPU kernel variant needs.
     #[error(
-        "this CPU lacks {0}, which this sigma build's ggml was compiled for; rebuild on this machine with {0} off (see .cargo/config.toml)"
+        "this CPU lacks {missing}, which sigma's {variant} kernels need; sigma runs on x86-64-v3 CPUs (AVX2, FMA, F16C, BMI2) and later{}",
+        if *variant == "x86-64-v3" { "" } else { "; unset SIGMA_CPU_VARIANT to pick the best this CPU supports" }
     )]
-    CpuUnsupported(&'static str),
+    CpuUnsupported {
+        /// The variant asked for (or the least one, when none fits).
+        variant: &'static str,
+        /// Its features this CPU lacks, comma-separated.
+        missing: String,
+    },
+    /// `SIGMA_CPU_VARIANT` names no variant built into this binary.
+    #[error(
+        "SIGMA_CPU_VARIANT={name} names no CPU kernel variant of this sigma; use one of {known}, or unset it"
+    )]
+    UnknownCpuVariant {
+        /// The name given.
+        name: String,
+        /// The variants built in, comma-separated.
+        known: String,
+    },
     /// ggml could not create the CPU backend.
     #[error("could not start the ggml CPU backend; check that the process may create threads")]
     BackendInit,
@@ -412,43 +428,6 @@ impl Device {
     }
 }
 
-/// A compute backend plus its thread pool.
-///
-/// Refuses to start ggml on a CPU without the instruction sets it was built
-/// for (`.cargo/config.toml` chooses them): a clear error instead of SIGILL.
-fn check_cpu_features() -> Result<(), GgmlError> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let built_with = |var: Option<&str>| var.is_some_and(|v| v.eq_ignore_ascii_case("on"));
-        let needed: [(&'static str, bool, bool); 4] = [
-            (
-                "AVX2",
-                built_with(option_env!("GGML_AVX2")),
-                is_x86_feature_detected!("avx2"),
-            ),
-            (
-                "FMA",
-                built_with(option_env!("GGML_FMA")),
-                is_x86_feature_detected!("fma"),
-            ),
-            (
-                "F16C",
-                built_with(option_env!("GGML_F16C")),
-                is_x86_feature_detected!("f16c"),
-            ),
-            (
-                "AVX512",
-                built_with(option_env!("GGML_AVX512")),
-                is_x86_feature_detected!("avx512f"),
-            ),
-        ];
-        if let Some((name, _, _)) = needed.iter().find(|(_, built, has)| *built && !*has) {
-            return Err(GgmlError::CpuUnsupported(name));
-        }
-    }
-    Ok(())
-}
-
 /// The CPU backend runs graphs on `n_threads` threads kept in a persistent
 /// ggml thread pool (created once, not per graph; idle workers sleep rather
 /// after a short spin, so an idle model costs no CPU).
@@ -461,12 +440,17 @@ pub struct Backend {
 impl Backend {
     /// Starts the CPU backend with `n_threads` worker threads (at least 1).
     pub fn cpu(n_threads: usize) -> Result<Self, GgmlError> {
-        check_cpu_features()?;
+        let cpu = super::cpu::chosen()?;
         quiet_logs();
         let n_threads = n_threads.max(1);
-        // SAFETY: plain constructor; NULL signals failure.
-        let raw =
-            NonNull::new(unsafe { sys::ggml_backend_cpu_init() }).ok_or(GgmlError::BackendInit)?;
+        // SAFETY: the chosen variant's registry is static and has one device.
+        let dev = unsafe { sys::ggml_backend_reg_dev_get(cpu.reg(), 0) };
+        if dev.is_null() {
+            return Err(GgmlError::BackendInit);
+        }
+        // SAFETY: live static device, no parameters; NULL signals failure.
+        let raw = NonNull::new(unsafe { sys::ggml_backend_dev_init(dev, std::ptr::null()) })
+            .ok_or(GgmlError::BackendInit)?;
         let mut backend = Self {
             raw,
             threadpool: None,
@@ -480,14 +464,16 @@ impl Backend {
         // the cores are shared (UI, probes, other engines). ggml's default
         // (50) spins for milliseconds after every graph.
         params.poll = 1;
+        let api = &cpu.variant.api;
         // SAFETY: params is a valid, initialised struct; NULL signals failure.
-        let pool = NonNull::new(unsafe { sys::ggml_threadpool_new(&mut params) })
+        let pool = NonNull::new(unsafe { (api.threadpool_new)(&mut params) })
             .ok_or(GgmlError::BackendInit)?;
         backend.threadpool = Some(pool);
-        // SAFETY: both handles are live; the pool outlives its use (freed in Drop after the backend).
+        // SAFETY: both handles are live and of the same variant; the pool
+        // outlives its use (freed in Drop after the backend).
         unsafe {
-            sys::ggml_backend_cpu_set_n_threads(raw.as_ptr(), threads);
-            sys::ggml_backend_cpu_set_threadpool(raw.as_ptr(), pool.as_ptr());
+            (api.set_n_threads)(raw.as_ptr(), threads);
+            (api.set_threadpool)(raw.as_ptr(), pool.as_ptr());
         }
         Ok(backend)
     }
@@ -619,7 +605,10 @@ impl Drop for Backend {
         unsafe {
             sys::ggml_backend_free(self.raw.as_ptr());
             if let Some(pool) = self.threadpool {
-                sys::ggml_threadpool_free(pool.as_ptr());
+                // A pool exists only on a CPU backend, made by the chosen variant.
+                if let Ok(cpu) = super::cpu::chosen() {
+                    (cpu.variant.api.threadpool_free)(pool.as_ptr());
+                }
             }
         }
     }
@@ -1404,11 +1393,15 @@ unsafe extern "C" fn run_custom_op(
     }
 }
 
-/// Converts half-precision bits to f32 with ggml's vectorised routine.
+/// Converts half-precision bits to f32 with the CPU kernels' vectorised routine.
+///
+/// For custom ops, which run inside a CPU backend's graph: that backend's
+/// variant was chosen when it started.
 pub fn f16_to_f32(src: &[u16], dst: &mut [f32]) {
     let n = src.len().min(dst.len());
+    let cpu = super::cpu::chosen().expect("custom ops run on a started CPU backend");
     // SAFETY: both slices hold at least n elements; ggml_fp16_t is u16.
-    unsafe { sys::ggml_cpu_fp16_to_fp32(src.as_ptr(), dst.as_mut_ptr(), n as i64) };
+    unsafe { (cpu.variant.api.fp16_to_fp32)(src.as_ptr(), dst.as_mut_ptr(), n as i64) };
 }
 
 /// RoPE settings passed to every rope op (see ggml's `ggml_rope_ext`).

@@ -4,6 +4,7 @@
 //! wrapper owns its C object, frees it on drop and checks every argument it
 //! hands to C so that bad input becomes an error, never an abort.
 
+pub mod cpu;
 pub mod ggml;
 pub mod gguf;
 pub mod llama_lib;
