@@ -14,6 +14,9 @@ command -v clang >/dev/null || need_pkgs+=(clang)
 command -v tmux >/dev/null || need_pkgs+=(tmux)
 command -v pip3 >/dev/null || command -v pip >/dev/null || need_pkgs+=(python3-pip)
 python3 -c 'import ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# An emulated CPU without AVX-512 (and one below x86-64-v3) for the test of the
+# run-time choice of CPU kernels (tests/cpu_variants.rs).
+command -v qemu-x86_64 >/dev/null || need_pkgs+=(qemu-user)
 # The engines the fleet tests start on this machine (they run their own
 # daemons in temporary directories; the packaged services are not started):
 # pdsh, clush, a one-node Slurm with munge, an OpenSSH server, Prometheus's

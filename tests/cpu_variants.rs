@@ -3,6 +3,9 @@
 //! `/proc/cpuinfo` (not the detection the binary uses); `SIGMA_CPU_VARIANT`
 //! overrides it, and a wrong value is a one-line error naming the fix.
 //! Token identity with llama.cpp on each variant is in `tests/engine_oracle.rs`.
+//! CPUs this machine is not are emulated with `qemu-x86_64 -cpu MODEL`
+//! (user mode; its TCG has AVX2 but no AVX-512): one without AVX-512 and one
+//! below x86-64-v3.
 
 use std::process::{Command, Output};
 
@@ -93,7 +96,7 @@ fn the_environment_variable_picks_x86_64_v3() {
     );
 }
 
-/// `sigma generate` (which needs the kernels, unlike `model info`).
+/// `sigma generate` (which needs the kernels, unlike `model info`), greedy.
 fn generate(variant: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sigma"))
         .args([
@@ -101,9 +104,9 @@ fn generate(variant: &str) -> Output {
             "--model",
             "smollm2-135m",
             "--prompt",
-            "GPU",
+            "The GPU",
             "--max-tokens",
-            "2",
+            "4",
         ])
         .env(VARIANT_ENV, variant)
         .output()
@@ -150,4 +153,67 @@ fn a_variant_this_cpu_lacks_is_refused_with_what_it_lacks() {
         "{err}"
     );
     assert!(err.contains("unset SIGMA_CPU_VARIANT"), "{err}");
+}
+
+/// `sigma generate` on an emulated CPU (`qemu-x86_64 -cpu MODEL`).
+fn generate_on(cpu_model: &str) -> Output {
+    let qemu = "qemu-x86_64";
+    Command::new(qemu)
+        .args(["-cpu", cpu_model, env!("CARGO_BIN_EXE_sigma")])
+        .args([
+            "generate",
+            "--model",
+            "smollm2-135m",
+            "--prompt",
+            "The GPU",
+            "--max-tokens",
+            "4",
+        ])
+        .env_remove(VARIANT_ENV)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {qemu}: {e}; install qemu-user (scripts/setup.sh does)")
+        })
+}
+
+/// On a CPU without AVX-512 (an emulated Haswell) the same binary picks
+/// x86-64-v3 by itself, never executes an AVX-512 instruction (the emulator
+/// would stop it with SIGILL) and writes what x86-64-v3 writes here.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn on_a_cpu_without_avx512_it_picks_x86_64_v3_by_itself() {
+    let emulated = generate_on("Haswell");
+    assert!(
+        emulated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&emulated.stderr)
+    );
+    let native = generate("x86-64-v3");
+    assert!(native.status.success());
+    assert!(!native.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&emulated.stdout),
+        String::from_utf8_lossy(&native.stdout)
+    );
+}
+
+/// Below x86-64-v3 (an emulated Nehalem: SSE4.2, no AVX): a one-line error
+/// naming what is missing, not SIGILL.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn below_x86_64_v3_it_says_what_the_cpu_lacks() {
+    let out = generate_on("Nehalem");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("qemu-x86_64: warning"))
+        .collect();
+    assert!(!out.status.success());
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].contains(
+            "this CPU lacks avx, f16c, fma, avx2, bmi2, which sigma's x86-64-v3 kernels need"
+        ),
+        "{err:?}"
+    );
 }
