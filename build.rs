@@ -23,102 +23,75 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// One build of ggml-cpu: the name users see (`SIGMA_CPU_VARIANT`), ggml's
-/// options for it, and the features `is_x86_feature_detected!` must find.
-struct Variant {
+/// One build of ggml-cpu: the name users see (`SIGMA_CPU_VARIANT`), and what
+/// it adds to the level before it: ggml's options, and the features
+/// `is_x86_feature_detected!` must find.
+struct Level {
     name: &'static str,
-    ggml_options: &'static [&'static str],
-    cpu_features: &'static [&'static str],
+    adds_options: &'static [&'static str],
+    adds_features: &'static [&'static str],
 }
 
-/// x86-64, best last. The first is the least Sigma runs on (every x86-64 GPU
-/// host of the last decade); the AVX-512 levels are ggml's `skylakex`,
-/// `icelake` and `zen4` variants (Intel Xeon since Skylake-SP, AMD EPYC since
-/// Genoa). AMX (`sapphirerapids`) is left out: its kernels need the kernel's
-/// permission to use the tile registers, which no machine here grants, so it
-/// could never be tested.
-const X86_64: &[Variant] = &[
-    Variant {
+/// x86-64, each level with everything of the ones before it, best last. The
+/// first is the least Sigma runs on (every x86-64 GPU host of the last
+/// decade); the AVX-512 levels are ggml's `skylakex`, `icelake` and `zen4`
+/// variants (Intel Xeon since Skylake-SP, AMD EPYC since Genoa). AMX
+/// (`sapphirerapids`) is left out: its kernels need the kernel's permission to
+/// use the tile registers, which no machine here grants, so it could never be
+/// tested.
+const X86_64: &[Level] = &[
+    Level {
         name: "x86-64-v3",
-        ggml_options: &["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2"],
-        cpu_features: &["sse4.2", "avx", "f16c", "fma", "avx2", "bmi2"],
+        adds_options: &["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2"],
+        adds_features: &["sse4.2", "avx", "f16c", "fma", "avx2", "bmi2"],
     },
-    Variant {
+    Level {
         name: "avx512",
-        ggml_options: &["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512"],
-        cpu_features: &[
-            "sse4.2", "avx", "f16c", "fma", "avx2", "bmi2", "avx512f", "avx512cd", "avx512vl",
-            "avx512dq", "avx512bw",
-        ],
+        adds_options: &["AVX512"],
+        adds_features: &["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"],
     },
-    Variant {
+    Level {
         name: "avx512-vnni",
-        ggml_options: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VBMI",
-            "AVX512_VNNI",
-        ],
-        cpu_features: &[
-            "sse4.2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512vbmi",
-            "avx512vnni",
-        ],
+        adds_options: &["AVX512_VBMI", "AVX512_VNNI"],
+        adds_features: &["avx512vbmi", "avx512vnni"],
     },
-    Variant {
+    Level {
         name: "avx512-bf16",
-        ggml_options: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VBMI",
-            "AVX512_VNNI",
-            "AVX512_BF16",
-        ],
-        cpu_features: &[
-            "sse4.2",
-            "avx",
-            "f16c",
-            "fma",
-            "avx2",
-            "bmi2",
-            "avx512f",
-            "avx512cd",
-            "avx512vl",
-            "avx512dq",
-            "avx512bw",
-            "avx512vbmi",
-            "avx512vnni",
-            "avx512bf16",
-        ],
+        adds_options: &["AVX512_BF16"],
+        adds_features: &["avx512bf16"],
     },
 ];
 
 /// Other architectures: one build with ggml's defaults for the target.
-const GENERIC: &[Variant] = &[Variant {
+const GENERIC: &[Level] = &[Level {
     name: "generic",
-    ggml_options: &[],
-    cpu_features: &[],
+    adds_options: &[],
+    adds_features: &[],
 }];
+
+/// A level with everything of the levels before it.
+struct Variant {
+    name: &'static str,
+    ggml_options: Vec<&'static str>,
+    cpu_features: Vec<&'static str>,
+}
+
+/// The variants of `levels`, each accumulating the ones before.
+fn variants(levels: &[Level]) -> Vec<Variant> {
+    let (mut options, mut features) = (Vec::new(), Vec::new());
+    levels
+        .iter()
+        .map(|level| {
+            options.extend_from_slice(level.adds_options);
+            features.extend_from_slice(level.adds_features);
+            Variant {
+                name: level.name,
+                ggml_options: options.clone(),
+                cpu_features: features.clone(),
+            }
+        })
+        .collect()
+}
 
 /// Every x86 option a variant may turn on; the others are turned off.
 const X86_OPTIONS: &[&str] = &[
@@ -163,13 +136,13 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let sys = SysBuild::read();
-    let variants = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+    let variants = variants(match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => X86_64,
         _ => GENERIC,
-    };
+    });
     let jobs = env::var("NUM_JOBS").unwrap_or_else(|_| "2".into());
     let mut table = String::from("cpu_variants! {\n");
-    for variant in variants {
+    for variant in &variants {
         let prefix = format!("sigma_{}_", variant.name.replace('-', "_"));
         let lib = build_variant(&sys, variant, &out, &jobs);
         let renamed = out.join(format!(

@@ -96,21 +96,28 @@ fn the_environment_variable_picks_x86_64_v3() {
     );
 }
 
-/// `sigma generate` (which needs the kernels, unlike `model info`), greedy.
-fn generate(variant: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sigma"))
-        .args([
-            "generate",
-            "--model",
-            "smollm2-135m",
-            "--prompt",
-            "The GPU",
-            "--max-tokens",
-            "4",
-        ])
-        .env(VARIANT_ENV, variant)
-        .output()
-        .unwrap()
+/// `sigma generate` (which needs the kernels, unlike `model info`), greedy,
+/// with `variant` in `SIGMA_CPU_VARIANT`, on this CPU or on `emulated`
+/// (`qemu-x86_64 -cpu MODEL`).
+fn generate(variant: Option<&str>, emulated: Option<&str>) -> Output {
+    let sigma = env!("CARGO_BIN_EXE_sigma");
+    let mut cmd = match emulated {
+        Some(model) => {
+            let mut qemu = Command::new("qemu-x86_64");
+            qemu.args(["-cpu", model, sigma]);
+            qemu
+        }
+        None => Command::new(sigma),
+    };
+    cmd.args(["generate", "--model", "smollm2-135m", "--prompt", "The GPU"])
+        .args(["--max-tokens", "4"])
+        .env_remove(VARIANT_ENV);
+    if let Some(v) = variant {
+        cmd.env(VARIANT_ENV, v);
+    }
+    cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e}; qemu-x86_64 comes with qemu-user (scripts/setup.sh installs it)")
+    })
 }
 
 fn one_line_error(out: &Output) -> String {
@@ -122,7 +129,7 @@ fn one_line_error(out: &Output) -> String {
 
 #[test]
 fn an_unknown_variant_is_a_one_line_error_listing_the_known_ones() {
-    let err = one_line_error(&generate("avx9000"));
+    let err = one_line_error(&generate(Some("avx9000"), None));
     assert!(
         err.contains("SIGMA_CPU_VARIANT=avx9000 names no CPU kernel variant"),
         "{err}"
@@ -141,39 +148,12 @@ fn a_variant_this_cpu_lacks_is_refused_with_what_it_lacks() {
         eprintln!("NOTE: this CPU supports every variant; nothing to refuse here");
         return;
     };
-    let err = one_line_error(&generate(lacking.name));
-    let missing: Vec<&str> = lacking
-        .features
-        .iter()
-        .filter(|f| !f.is_detected())
-        .map(|f| f.name)
-        .collect();
+    let err = one_line_error(&generate(Some(lacking.name), None));
     assert!(
-        err.contains(&format!("this CPU lacks {}", missing.join(", "))),
+        err.contains(&format!("this CPU lacks {}", lacking.missing())),
         "{err}"
     );
     assert!(err.contains("unset SIGMA_CPU_VARIANT"), "{err}");
-}
-
-/// `sigma generate` on an emulated CPU (`qemu-x86_64 -cpu MODEL`).
-fn generate_on(cpu_model: &str) -> Output {
-    let qemu = "qemu-x86_64";
-    Command::new(qemu)
-        .args(["-cpu", cpu_model, env!("CARGO_BIN_EXE_sigma")])
-        .args([
-            "generate",
-            "--model",
-            "smollm2-135m",
-            "--prompt",
-            "The GPU",
-            "--max-tokens",
-            "4",
-        ])
-        .env_remove(VARIANT_ENV)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {qemu}: {e}; install qemu-user (scripts/setup.sh does)")
-        })
 }
 
 /// On a CPU without AVX-512 (an emulated Haswell) the same binary picks
@@ -182,13 +162,13 @@ fn generate_on(cpu_model: &str) -> Output {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn on_a_cpu_without_avx512_it_picks_x86_64_v3_by_itself() {
-    let emulated = generate_on("Haswell");
+    let emulated = generate(None, Some("Haswell"));
     assert!(
         emulated.status.success(),
         "{}",
         String::from_utf8_lossy(&emulated.stderr)
     );
-    let native = generate("x86-64-v3");
+    let native = generate(Some("x86-64-v3"), None);
     assert!(native.status.success());
     assert!(!native.stdout.is_empty());
     assert_eq!(
@@ -202,7 +182,7 @@ fn on_a_cpu_without_avx512_it_picks_x86_64_v3_by_itself() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn below_x86_64_v3_it_says_what_the_cpu_lacks() {
-    let out = generate_on("Nehalem");
+    let out = generate(None, Some("Nehalem"));
     let err = String::from_utf8_lossy(&out.stderr);
     let err: Vec<&str> = err
         .lines()

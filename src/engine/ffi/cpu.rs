@@ -107,7 +107,7 @@ impl Variant {
     }
 
     /// The features this CPU lacks, comma-separated.
-    fn missing(&self) -> String {
+    pub fn missing(&self) -> String {
         let lacking: Vec<&str> = self
             .features
             .iter()
