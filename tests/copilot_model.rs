@@ -510,3 +510,71 @@ fn a_second_question_reuses_the_first_ones_cached_prompt() {
     assert_eq!(commands(&b), commands(&alone));
     assert_eq!(b.answer, alone.answer);
 }
+
+/// Speculative decoding (issue 19): on every eval scenario the reply is
+/// the one plain decoding on the same (batch-invariant) kernels gives,
+/// token count and commands alike, in fewer model calls (graphs computed)
+/// after the prompt. (Measured 2026-12-07: 886 against 1020, 13% fewer:
+/// the invariant batches hold at most 7 tokens, so a command's forced
+/// tokens take several graphs with or without a draft; not the third the
+/// issue asks, see docs/PERFORMANCE.md.) One assistant asks each question twice,
+/// plainly then speculating: the second ask finds the prompt cached but
+/// its last token, which is evaluated again the same way (so the two
+/// replies start from the same logits).
+#[test]
+fn speculation_gives_plain_decodings_replies_in_fewer_calls() {
+    use sigma::copilot::local::{LocalAssistant, LocalOptions};
+    model(TINY);
+    let loaded = sigma::eval::scenario::builtin();
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let mut assistant = LocalAssistant::load(&LocalOptions {
+        model: Some(TINY.into()),
+        threads: 2,
+        progress: false,
+        speculate: true,
+        ..LocalOptions::default()
+    })
+    .unwrap();
+    let commands = |r: &Reply| {
+        r.proposals
+            .iter()
+            .map(|p| p.command.clone())
+            .collect::<Vec<_>>()
+    };
+    let (mut plain_calls, mut calls, mut accepted) = (0, 0, 0);
+    for s in &loaded.scenarios {
+        let findings = sigma::checks::run_all(&s.node.snapshot);
+        let context = NodeContext {
+            snapshot: &s.node.snapshot,
+            findings: &findings,
+        };
+        assistant.set_speculation(false);
+        let plain = assistant
+            .ask(context, &[], &s.question, &mut |_| {})
+            .unwrap();
+        assistant.set_speculation(true);
+        let fast = assistant
+            .ask(context, &[], &s.question, &mut |_| {})
+            .unwrap();
+        assert_eq!(commands(&fast), commands(&plain), "{}", s.id);
+        assert_eq!(fast.answer, plain.answer, "{}", s.id);
+        assert_eq!(
+            (fast.timings.generated_tokens, fast.timings.sampled_tokens),
+            (plain.timings.generated_tokens, plain.timings.sampled_tokens),
+            "{}: the same tokens",
+            s.id
+        );
+        assert_eq!(plain.timings.drafted_tokens, 0, "{}", s.id);
+        plain_calls += plain.timings.decode_steps;
+        calls += fast.timings.decode_steps;
+        accepted += fast.timings.accepted_tokens;
+    }
+    eprintln!(
+        "model calls after the prompts: plain {plain_calls}, speculating {calls}; {accepted} drafted choices kept"
+    );
+    assert!(accepted > 0, "no draft was ever kept");
+    assert!(
+        calls < plain_calls,
+        "speculation took {calls} model calls after the prompts, plain decoding {plain_calls}"
+    );
+}

@@ -111,7 +111,7 @@ fn check_against_llama_cpp(file: &str) {
     eprintln!("cpu kernels {}", sigma::engine::ffi::cpu::chosen().unwrap());
     let path = model_path(file);
     let gguf = GgufFile::open(&path).unwrap();
-    let model = Model::load(&gguf, &LoadOptions { n_threads: 1 }).unwrap();
+    let model = Model::load(&gguf, &LoadOptions::threads(1)).unwrap();
     let mut session = Session::new(&model, 512).unwrap();
     let peer = LlamaCppPeer::load(&path).unwrap();
     let mut ctx = peer.context(512, 1).unwrap();
@@ -224,6 +224,70 @@ fn the_peer_built_for_this_machine_agrees_with_the_linked_llama_cpp() {
                 argmax(got),
                 argmax(want),
                 "{file} {text:?}: next token differs"
+            );
+        }
+    }
+}
+
+/// What speculative decoding rests on (`copilot::local`): with batch
+/// invariance on, the logits of a position evaluated inside a batch are
+/// those it gets evaluated one token at a time, bit for bit, however the
+/// tokens are batched. Both models: Qwen's Q5_0 and Q8_0 tensors (and
+/// both output heads, Q8_0) take ggml's tiled products in batches but not
+/// for one token, and after 512 cached positions a one-token step would
+/// take ggml's split attention. Loaded without repacked weights, whose
+/// kernels take tokens four at a time and the rest one by one.
+#[test]
+fn batch_invariant_rows_match_one_token_steps_bit_for_bit() {
+    for file in [SMOLLM2, QWEN] {
+        let gguf = GgufFile::open(&model_path(file)).unwrap();
+        let options = LoadOptions {
+            repacked_weights: false,
+            ..LoadOptions::threads(2)
+        };
+        let model = Model::load(&gguf, &options).unwrap();
+        let prompt: Vec<u32> = (0..600u32).map(|i| (i * 7919) % 40_000 + 100).collect();
+        let next: Vec<u32> = (0..12u32).map(|i| (i * 104_729) % 40_000 + 100).collect();
+        let n_vocab = model.hparams().n_vocab;
+        let prefilled = || {
+            let mut s = Session::new(&model, 1024).unwrap();
+            s.eval(&prompt).unwrap();
+            s.set_batch_invariant(true);
+            s
+        };
+        let mut steps = prefilled();
+        let one_by_one: Vec<f32> = next
+            .iter()
+            .flat_map(|&t| steps.eval(&[t]).unwrap().to_vec())
+            .collect();
+        let all_rows: Vec<usize> = (0..next.len()).collect();
+        let mut batched = prefilled();
+        let whole = batched.eval_rows(&next, &all_rows).unwrap().to_vec();
+        let mut split = prefilled();
+        let mut halves = split
+            .eval_rows(&next[..5], &all_rows[..5])
+            .unwrap()
+            .to_vec();
+        halves.extend(split.eval_rows(&next[5..], &[0, 3, 6]).unwrap());
+        let row = |v: &[f32], k: usize| v[k * n_vocab..(k + 1) * n_vocab].to_vec();
+        for k in 0..next.len() {
+            assert!(
+                row(&whole, k) == row(&one_by_one, k),
+                "{file}: row {k} of a 12-token batch differs from its own step"
+            );
+        }
+        for (k, want) in [0, 1, 2, 3, 4, 5, 8, 11].into_iter().enumerate() {
+            assert!(
+                row(&halves, k) == row(&one_by_one, want),
+                "{file}: position {want} batched 5 + 7 differs from its own step"
+            );
+        }
+        // Bad rows are refused, not read past.
+        for rows in [&[][..], &[3, 1], &[12]] {
+            let err = prefilled().eval_rows(&next, rows).unwrap_err();
+            assert!(
+                matches!(err, EngineError::BadOutputRows { n_tokens: 12 }),
+                "{rows:?}: {err}"
             );
         }
     }
@@ -358,7 +422,7 @@ fn tiny_llama(arch: &str, skip: Option<&str>) -> GgufWriter {
 
 fn load(path: &Path) -> Result<Model, EngineError> {
     let gguf = GgufFile::open(path)?;
-    Model::load(&gguf, &LoadOptions { n_threads: 1 })
+    Model::load(&gguf, &LoadOptions::threads(1))
 }
 
 fn load_err(w: &GgufWriter) -> String {

@@ -93,7 +93,7 @@ fn write(src: &dyn TensorSource, path: &Path) {
 /// Logits after each token, one token at a time, f32 cache.
 fn logits(gguf: &Path, tokens: &[u32]) -> Vec<Vec<f32>> {
     let file = GgufFile::open(gguf).expect("open gguf");
-    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let model = Model::load(&file, &LoadOptions::threads(2)).expect("load");
     let opts = SessionOptions {
         cache: CacheTypes {
             k: GgmlType::F32,

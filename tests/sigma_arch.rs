@@ -82,7 +82,7 @@ fn engine_logits(gguf: &Path, tokens: &[u32], cache: CacheTypes) -> Vec<Vec<f32>
 /// [`engine_logits`] with the session options `opts`.
 fn engine_logits_with(gguf: &Path, tokens: &[u32], opts: SessionOptions) -> Vec<Vec<f32>> {
     let file = GgufFile::open(gguf).expect("open gguf");
-    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let model = Model::load(&file, &LoadOptions::threads(2)).expect("load");
     let mut s = Session::with_options(&model, 64, opts).expect("session");
     tokens
         .iter()
@@ -98,7 +98,7 @@ fn engine_batch(gguf: &Path, tokens: &[u32]) -> Vec<f32> {
 /// [`engine_batch`] with the session options `opts`.
 fn engine_batch_with(gguf: &Path, tokens: &[u32], opts: SessionOptions) -> Vec<f32> {
     let file = GgufFile::open(gguf).expect("open gguf");
-    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let model = Model::load(&file, &LoadOptions::threads(2)).expect("load");
     let mut s = Session::with_options(&model, 64, opts).expect("session");
     s.eval(tokens).expect("eval").to_vec()
 }
@@ -383,7 +383,7 @@ fn fused_decode_matches_flash_attention_in_the_model() {
         let (_, gguf) = make(tmp.path(), config(heads, 48), 5, GgmlType::F32);
         let seq = &sequences(1000)[2];
         let file = GgufFile::open(&gguf).expect("open gguf");
-        let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+        let model = Model::load(&file, &LoadOptions::threads(2)).expect("load");
         let mut a = Session::with_options(&model, 64, flash).expect("session");
         let mut b = Session::with_options(&model, 64, fused).expect("session");
         for (pos, &t) in seq.iter().enumerate() {
@@ -405,7 +405,7 @@ fn fused_decode_needs_f16_caches() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (_, gguf) = make(tmp.path(), config((8, 2, 4), 0), 5, GgmlType::F32);
     let file = GgufFile::open(&gguf).expect("open gguf");
-    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let model = Model::load(&file, &LoadOptions::threads(2)).expect("load");
     let opts = SessionOptions {
         cache: CacheTypes {
             k: GgmlType::Q8_0,
@@ -520,7 +520,7 @@ fn stock_and_fused_are_one_choice() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (_, gguf) = make(tmp.path(), config((8, 2, 4), 0), 5, GgmlType::F32);
     let file = GgufFile::open(&gguf).expect("open gguf");
-    let model = Model::load(&file, &LoadOptions { n_threads: 2 }).expect("load");
+    let model = Model::load(&file, &LoadOptions::threads(2)).expect("load");
     let opts = SessionOptions {
         fused_decode: Some(FusedDecode::default()),
         ..stock(CacheTypes::default(), None)

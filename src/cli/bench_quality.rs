@@ -155,12 +155,7 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
     let path = crate::engine::registry::Registry::load()?.locate(args.model.as_deref(), true)?;
     let gguf = GgufFile::open(&path)?;
     let tok = Tokenizer::from_gguf(&gguf)?;
-    let model = Model::load(
-        &gguf,
-        &LoadOptions {
-            n_threads: args.threads,
-        },
-    )?;
+    let model = Model::load(&gguf, &LoadOptions::threads(args.threads))?;
     let prompts = corpus(&tok, args.prompts, args.max_prompt_tokens)?;
     let against = match &args.against {
         Some(spec) => {
@@ -173,12 +168,7 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<i32> {
                 other.n_vocab(),
                 tok.n_vocab()
             );
-            let model = Model::load(
-                &gguf,
-                &LoadOptions {
-                    n_threads: args.threads,
-                },
-            )?;
+            let model = Model::load(&gguf, &LoadOptions::threads(args.threads))?;
             Some((path, model))
         }
         None => None,

@@ -39,6 +39,12 @@ pub struct Args {
     /// (diagnose, scenarios in assets/eval-diagnose).
     #[arg(long, value_enum, default_value_t = Track::Command)]
     pub track: Track,
+
+    /// Decode speculatively, verifying drafts of the model's choices in one
+    /// batch (batch-invariant kernels; `docs/PERFORMANCE.md`), to measure
+    /// the model calls and time it saves against the default.
+    #[arg(long)]
+    pub speculate: bool,
 }
 
 /// What `sigma eval` scores.

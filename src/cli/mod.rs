@@ -136,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Eval(args)) => eval_cmd::run(sim, &args, |model: Option<&str>| {
             crate::copilot::load(&LocalOptions {
                 model: model.map(str::to_string),
+                speculate: args.speculate,
                 ..LocalOptions::default()
             })
         }),

@@ -202,7 +202,7 @@ impl SessionArgs {
         n_ctx: usize,
     ) -> anyhow::Result<(Model, Selection)> {
         let selection = self.select_device(gguf, n_ctx)?;
-        let model = Model::load_on(gguf, &LoadOptions { n_threads }, selection.placement)
+        let model = Model::load_on(gguf, &LoadOptions::threads(n_threads), selection.placement)
             .with_context(|| format!("loading the model on {}", selection.label))?;
         Ok((model, selection))
     }

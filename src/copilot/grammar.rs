@@ -30,23 +30,7 @@ pub fn reply_grammar(candidates: &[String]) -> String {
         let _ = writeln!(g, r#"commands: """#);
         return g;
     }
-    // Every ordering of distinct choices up to MAX_COMMANDS long: few
-    // candidates, so the alternatives stay few.
-    let n = candidates.len();
-    let mut sequences: Vec<Vec<usize>> = vec![vec![0]];
-    let mut all = sequences.clone();
-    for _ in 1..MAX_COMMANDS.min(n) {
-        sequences = sequences
-            .iter()
-            .flat_map(|s| {
-                (0..n)
-                    .filter(|i| !s.contains(i))
-                    .map(move |i| [s.clone(), vec![i]].concat())
-            })
-            .collect();
-        all.extend(sequences.iter().cloned());
-    }
-    let alts: Vec<String> = all
+    let alts: Vec<String> = choices(candidates.len())
         .iter()
         .map(|s| {
             s.iter()
@@ -62,6 +46,40 @@ pub fn reply_grammar(candidates: &[String]) -> String {
         let _ = writeln!(g, "c{i}: {}", lit(&json));
     }
     g
+}
+
+/// Every reply the grammar allows among `n` candidates, as candidate
+/// indexes: the first candidate, then distinct others, up to
+/// `MAX_COMMANDS` in all.
+pub fn choices(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return Vec::new();
+    }
+    // Few candidates, so the orderings stay few.
+    let mut level: Vec<Vec<usize>> = vec![vec![0]];
+    let mut all = level.clone();
+    for _ in 1..MAX_COMMANDS.min(n) {
+        level = level
+            .iter()
+            .flat_map(|s| {
+                (0..n)
+                    .filter(|i| !s.contains(i))
+                    .map(move |i| [s.clone(), vec![i]].concat())
+            })
+            .collect();
+        all.extend(level.iter().cloned());
+    }
+    all
+}
+
+/// The text of the reply that chooses `commands`, in order, as the grammar
+/// spells it.
+pub fn reply_text(commands: &[String]) -> String {
+    let items: Vec<String> = commands
+        .iter()
+        .map(|c| serde_json::to_string(c).unwrap_or_default())
+        .collect();
+    format!(r#"{{"commands": [{}]}}"#, items.join(", "))
 }
 
 /// A Lark string literal.
@@ -129,6 +147,9 @@ mod tests {
             &g,
             r#"{"commands": ["nvidia-smi -q -d ECC", "nvidia-smi -L", "nvidia-smi", "dmesg -T | grep -i 'xid'"]}"#
         ));
+        for n in 1..=MAX_COMMANDS {
+            assert!(accepts(&g, &reply_text(&candidates[..n])), "{n} commands");
+        }
     }
 
     #[test]
@@ -143,5 +164,6 @@ mod tests {
         let candidates = [r#"dmesg | grep -E 'a\|b'"#.to_string()];
         let g = reply_grammar(&candidates);
         assert!(accepts(&g, r#"{"commands": ["dmesg | grep -E 'a\\|b'"]}"#));
+        assert!(accepts(&g, &reply_text(&candidates)));
     }
 }

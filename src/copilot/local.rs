@@ -25,7 +25,7 @@ use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use serde::Deserialize;
 
-mod lookup;
+mod speculate;
 
 use super::context;
 use super::diagnose::{self, Diagnosis, observations};
@@ -98,6 +98,13 @@ pub struct LocalOptions {
     /// Where the model runs (auto: an idle GPU with room, else the CPU;
     /// [`Assistant::model_name`] says which, and why when it fell back).
     pub device: DeviceChoice,
+    /// Verify drafts of the model's choices in one batch: the same replies
+    /// as plain decoding on the same kernels, in fewer model calls. That
+    /// needs batch-invariant kernels (weights not repacked, batches of 2 to
+    /// 7 tokens), which on a 2-core VM cost more time than the calls save
+    /// (`docs/PERFORMANCE.md`), so it is off by default. CPU only: a model
+    /// on a GPU decodes plainly.
+    pub speculate: bool,
 }
 
 impl Default for LocalOptions {
@@ -108,6 +115,7 @@ impl Default for LocalOptions {
             progress: true,
             cancel: Arc::new(AtomicBool::new(false)),
             device: DeviceChoice::default(),
+            speculate: false,
         }
     }
 }
@@ -129,6 +137,11 @@ pub struct LocalAssistant {
     suffix: String,
     env: minijinja::Environment<'static>,
     cancel: Arc<AtomicBool>,
+    /// Whether the session decodes batch-invariantly (set at load, with
+    /// [`LocalOptions::speculate`]).
+    invariant: bool,
+    /// Whether decoding verifies drafts (needs `invariant`).
+    speculate: bool,
     /// Seconds spent evaluating the prefix at load (0 when loaded from disk).
     pub prefix_eval_s: f64,
 }
@@ -149,6 +162,8 @@ impl LocalAssistant {
             &gguf,
             &LoadOptions {
                 n_threads: opts.threads,
+                // Speculation needs batch invariance (see `decode`).
+                repacked_weights: !opts.speculate,
             },
             device.placement,
         )?;
@@ -156,6 +171,10 @@ impl LocalAssistant {
         let model: &'static Model = Box::leak(Box::new(model));
         let n_logits = model.hparams().n_vocab;
         let session = Session::new(model, N_CTX)?;
+        // Exact only where the session computes each position the same in
+        // any batch: on the CPU, weights not repacked (no GPU was lent to
+        // find such settings there).
+        let invariant = opts.speculate && session.can_be_batch_invariant();
 
         let env = prompt_environment()?;
         let examples: Examples = toml::from_str(EXAMPLES).context("prompts/examples.toml")?;
@@ -186,10 +205,19 @@ impl LocalAssistant {
             suffix: suffix.to_string(),
             env,
             cancel: opts.cancel.clone(),
+            invariant,
+            speculate: invariant,
             prefix_eval_s: 0.0,
         };
         me.restore_prefix(&path)?;
         Ok(me)
+    }
+
+    /// Turns drafting on or off in an assistant loaded with
+    /// [`LocalOptions::speculate`] (it stays batch-invariant: off, it
+    /// decodes plainly on the same kernels).
+    pub fn set_speculation(&mut self, on: bool) {
+        self.speculate = on && self.invariant;
     }
 
     /// Loads the static prefix's KV cache from disk, or evaluates it and
@@ -216,11 +244,23 @@ impl LocalAssistant {
 
     /// Greedy decoding under the grammar, from the logits of the prompt.
     /// Tokens the grammar forces are evaluated in one batch with the chosen
-    /// token before them.
-    fn decode(&mut self, mut matcher: Matcher) -> anyhow::Result<Decoded> {
+    /// token before them. With speculation, so is a draft of the choices
+    /// after them, guessed among `guesses` ([`speculate`]): the batch's
+    /// logits at each drafted choice verify it, and the first the model
+    /// would not make is cut from the cache and replaced by the model's
+    /// own. The session computes each position as any batch would
+    /// ([`Session::set_batch_invariant`]), so the tokens are those of plain
+    /// decoding.
+    fn decode(
+        &mut self,
+        mut matcher: Matcher,
+        mut guesses: speculate::Guesses,
+    ) -> anyhow::Result<Decoded> {
+        let trie = self.factory.tok_env().tok_trie().clone();
         let mut out = Decoded::default();
         let mut text = Vec::new();
         let mut logits = self.session.logits().to_vec();
+        let n_vocab = logits.len();
         loop {
             if self.cancel.load(Ordering::Relaxed) {
                 bail!("generation cancelled");
@@ -230,6 +270,9 @@ impl LocalAssistant {
             if next.is_empty() {
                 if matcher.is_stopped() {
                     break;
+                }
+                if self.speculate {
+                    guesses.observe(&text, &matcher, &trie, &logits);
                 }
                 let Some(t) = self.choose(&mut matcher, &logits)? else {
                     break;
@@ -243,14 +286,7 @@ impl LocalAssistant {
                     next.extend(matcher.consume_ff_tokens());
                 }
             }
-            for (i, &t) in next.iter().enumerate() {
-                if let Some(b) = self.tokenizer.token_bytes(t) {
-                    text.extend(b);
-                }
-                out.tokens.push(t);
-                out.forced.push(i >= n_chosen);
-            }
-            out.steps += 1;
+            out.push(&next, n_chosen, &self.tokenizer, &mut text);
             if matcher.is_stopped() {
                 break;
             }
@@ -258,13 +294,51 @@ impl LocalAssistant {
                 out.cut_short = true;
                 break;
             }
-            if self.session.n_past() + next.len() >= self.session.n_ctx() {
+            let draft = match self.speculate {
+                true => guesses.draft(&text, &matcher, &trie),
+                false => speculate::Draft::default(),
+            };
+            // Logits after `next` (predicting the first drafted choice), before
+            // each later drafted choice, and after the draft unless it ends
+            // the reply.
+            let batch = [next.as_slice(), &draft.tokens[..draft.n_eval]].concat();
+            let mut rows: Vec<usize> = draft.choices.iter().map(|&c| next.len() + c - 1).collect();
+            let ends_reply = draft.n_eval < draft.tokens.len();
+            if !ends_reply {
+                rows.push(batch.len() - 1);
+                rows.dedup();
+            }
+            if self.session.n_past() + batch.len() >= self.session.n_ctx() {
                 bail!(
                     "the reply does not fit the model's context ({} tokens)",
                     self.session.n_ctx()
                 );
             }
-            logits = self.session.eval(&next)?.to_vec();
+            let all = self.session.eval_rows(&batch, &rows)?.to_vec();
+            out.steps += self.session.graphs_for(batch.len());
+            out.drafted += draft.choices.len();
+            let row = |k: usize| &all[k * n_vocab..(k + 1) * n_vocab];
+            logits = row(rows.len() - 1).to_vec();
+            for k in 0..draft.choices.len() {
+                let segment = draft.segment(k);
+                guesses.observe(&text, &matcher, &trie, row(k));
+                if self.choose(&mut matcher, row(k))? != Some(segment[0]) {
+                    // The model chooses otherwise here: forget the draft from
+                    // this choice on and decode on from its logits.
+                    let unverified = draft.n_eval - draft.choices[k];
+                    self.session.truncate(self.session.n_past() - unverified);
+                    logits = row(k).to_vec();
+                    break;
+                }
+                matcher
+                    .consume_tokens(segment)
+                    .map_err(|e| anyhow::anyhow!("grammar: {e}"))?;
+                out.accepted += 1;
+                out.push(segment, 1, &self.tokenizer, &mut text);
+            }
+            if matcher.is_stopped() {
+                break;
+            }
         }
         out.text = String::from_utf8_lossy(&text).into_owned();
         Ok(out)
@@ -308,10 +382,27 @@ struct Decoded {
     tokens: Vec<u32>,
     /// Whether the grammar forced each token (the model chose the others).
     forced: Vec<bool>,
-    /// Batches of tokens, each evaluated in one model call (but the last).
+    /// Model evaluations (graphs computed) after the prompt's.
     steps: usize,
+    /// Choices drafted, and those of them the model made.
+    drafted: usize,
+    accepted: usize,
     /// The token budget ran out before the reply ended.
     cut_short: bool,
+}
+
+impl Decoded {
+    /// Appends `tokens`, the first `n_chosen` of them chosen by the model
+    /// and the rest forced, with their bytes to `text`.
+    fn push(&mut self, tokens: &[u32], n_chosen: usize, tokenizer: &Tokenizer, text: &mut Vec<u8>) {
+        for (i, &t) in tokens.iter().enumerate() {
+            if let Some(b) = tokenizer.token_bytes(t) {
+                text.extend(b);
+            }
+            self.tokens.push(t);
+            self.forced.push(i >= n_chosen);
+        }
+    }
 }
 
 impl Assistant for LocalAssistant {
@@ -424,23 +515,52 @@ impl LocalAssistant {
             .tokenizer
             .encode(&format!("{user}{}", self.suffix), false)?;
         // At least the last token is evaluated: its logits start the reply.
-        let reused = shared_len(&self.cached, &dynamic).min(dynamic.len().saturating_sub(1));
+        // With batch invariance the last one is evaluated on its own, from
+        // which on each position is computed as any batch would compute
+        // it: the reply does not depend on how much of the prompt was
+        // cached, and a draft verified in one batch chooses what one step
+        // at a time would have.
+        let last = dynamic.len().saturating_sub(1);
+        let reused = shared_len(&self.cached, &dynamic).min(last);
         self.cached.clear();
         self.session.truncate(self.prefix.len() + reused);
-        self.session.eval(&dynamic[reused..])?;
+        let split = if self.invariant { last } else { dynamic.len() };
+        if reused < split {
+            self.session.eval(&dynamic[reused..split])?;
+        }
+        self.session.set_batch_invariant(self.invariant);
+        let decoded = self.reply_after(&dynamic[split..], candidates, start);
+        self.session.set_batch_invariant(false);
+        let (decoded, prefill_ms) = decoded?;
         self.cached.clone_from(&dynamic);
-        let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
-        let lark = grammar::reply_grammar(candidates);
-        let matcher = Matcher::new(Ok(self
-            .factory
-            .create_parser(TopLevelGrammar::from_lark(lark))?));
-        let decoded = self.decode(matcher)?;
         Ok(Generated {
             decoded,
             dynamic,
             reused,
             prefill_ms,
         })
+    }
+
+    /// Evaluates `rest`, the prompt's tokens not yet evaluated (none if
+    /// all were), and decodes a reply choosing among `candidates` under
+    /// the reply grammar; also returns the milliseconds from `start` to the
+    /// end of the prompt.
+    fn reply_after(
+        &mut self,
+        rest: &[u32],
+        candidates: &[String],
+        start: Instant,
+    ) -> anyhow::Result<(Decoded, f64)> {
+        if !rest.is_empty() {
+            self.session.eval(rest)?;
+        }
+        let prefill_ms = start.elapsed().as_secs_f64() * 1e3;
+        let lark = grammar::reply_grammar(candidates);
+        let matcher = Matcher::new(Ok(self
+            .factory
+            .create_parser(TopLevelGrammar::from_lark(lark))?));
+        let decoded = self.decode(matcher, speculate::Guesses::new(candidates))?;
+        Ok((decoded, prefill_ms))
     }
 
     /// The timings of a reply whose generation was `generated`.
@@ -452,9 +572,7 @@ impl LocalAssistant {
     ) -> Timings {
         let total_ms = start.elapsed().as_secs_f64() * 1e3;
         let decode_ms = (total_ms - generated.prefill_ms).max(1e-3);
-        let context = [self.prefix.as_slice(), generated.dynamic.as_slice()].concat();
         let d = &generated.decoded;
-        let lookup = lookup::replay(&context, &d.tokens, &d.forced);
         Timings {
             prefill_ms: generated.prefill_ms,
             first_token_ms: first_token_ms.unwrap_or(total_ms),
@@ -463,10 +581,10 @@ impl LocalAssistant {
             prompt_tokens: generated.dynamic.len() - generated.reused,
             reused_prompt_tokens: generated.reused,
             generated_tokens: d.tokens.len(),
-            sampled_tokens: lookup.sampled,
-            lookup_predicted_tokens: lookup.predicted,
+            sampled_tokens: d.forced.iter().filter(|f| !**f).count(),
+            drafted_tokens: d.drafted,
+            accepted_tokens: d.accepted,
             decode_steps: d.steps,
-            lookup_steps: lookup.steps,
         }
     }
 }

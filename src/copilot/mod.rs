@@ -77,18 +77,18 @@ pub struct Timings {
     /// grammar forced).
     #[serde(default)]
     pub sampled_tokens: usize,
-    /// Of the chosen tokens, those a prompt-lookup draft (the continuation
-    /// of the last n-gram elsewhere in the prompt or reply) predicted: what
-    /// speculative decoding could skip.
+    /// Choices drafted for speculative decoding (the candidates in the
+    /// prompt's order), each verified in the batch that evaluated it.
     #[serde(default)]
-    pub lookup_predicted_tokens: usize,
-    /// Decode steps: batches of generated tokens, each evaluated in one
-    /// model call.
+    pub drafted_tokens: usize,
+    /// Of those, the ones the model made: chosen tokens that cost no model
+    /// evaluation of their own.
+    #[serde(default)]
+    pub accepted_tokens: usize,
+    /// Model evaluations (graphs computed) after the prompt's: one per
+    /// batch of generated (and drafted) tokens, more where a batch is split.
     #[serde(default)]
     pub decode_steps: usize,
-    /// Decode steps prompt-lookup speculation would have needed.
-    #[serde(default)]
-    pub lookup_steps: usize,
 }
 
 /// One answer.

@@ -126,6 +126,14 @@ pub enum EngineError {
     /// No tokens were given to evaluate.
     #[error("nothing to evaluate: the token list is empty; give a prompt")]
     EmptyInput,
+    /// The rows asked for logits are not ascending indices into the batch.
+    #[error(
+        "bad output rows for a batch of {n_tokens} tokens: ask for at least one, ascending, each below {n_tokens}"
+    )]
+    BadOutputRows {
+        /// Tokens in the batch.
+        n_tokens: usize,
+    },
     /// A GPU placement named a GPU ggml does not have.
     #[error("there is no GPU {index} to load the model on: {why}; use --device cpu")]
     NoGpu {

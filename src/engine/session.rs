@@ -13,7 +13,7 @@
 //! use sigma::engine::model::{LoadOptions, Model};
 //! use sigma::engine::session::Session;
 //! let gguf = GgufFile::open("model.gguf".as_ref())?;
-//! let model = Model::load(&gguf, &LoadOptions { n_threads: 2 })?;
+//! let model = Model::load(&gguf, &LoadOptions::threads(2))?;
 //! let mut s = Session::new(&model, 2048)?;
 //! let logits = s.eval(&[1, 2, 3])?;
 //! let next = sigma::engine::sampling::argmax(logits);
@@ -31,14 +31,24 @@ use super::sampling::Sampler;
 /// does) so that consecutive decode graphs keep one shape.
 const KV_PAD: usize = 256;
 
+/// Most tokens in one batch with batch invariance
+/// ([`Session::set_batch_invariant`]): measured on Qwen2.5's Q4_K_M (Q5_0
+/// and Q8_0 tensors), a position's logits are the same bit for bit in
+/// batches of 2 to 7 tokens and differ from 8 on (ggml's tiled products
+/// change kernel).
+const INVARIANT_BATCH: usize = 7;
+
 /// One sequence being evaluated by a model.
 pub struct Session<'m> {
     model: &'m Model,
     kv: KvCache,
     runner: GraphRunner<'m>,
     scratch: GraphScratch,
-    /// Logits of the last evaluated position, `n_vocab` values.
+    /// Logits of the positions the last evaluation asked for (the last
+    /// one by default), `n_vocab` values each.
     logits: Vec<f32>,
+    /// Host staging for one batch's logits.
+    batch_logits: Vec<f32>,
     /// Host staging for the causal mask (f32, then f16).
     mask: Vec<f32>,
     mask_f16: Vec<u16>,
@@ -46,6 +56,9 @@ pub struct Session<'m> {
     fused_decode: Option<FusedDecode>,
     /// Attention from stock ops, if chosen (always on a GPU).
     stock_attention: Option<StockAttention>,
+    /// Compute each row as it would be computed in any other batch
+    /// ([`set_batch_invariant`](Self::set_batch_invariant)).
+    batch_invariant: bool,
 }
 
 /// How a [`Session`] caches and attends.
@@ -127,10 +140,18 @@ impl<'m> Session<'m> {
             stock_attention: opts.stock_attention,
             runner: GraphRunner::new(&model.backends(), model.max_graph_nodes())?,
             scratch: GraphScratch::new(model.max_graph_nodes()),
+            batch_invariant: false,
             logits: Vec::new(),
+            batch_logits: Vec::new(),
             mask: Vec::new(),
             mask_f16: Vec::new(),
         })
+    }
+
+    /// Whether [`set_batch_invariant`](Self::set_batch_invariant) holds for
+    /// this model: every block on the CPU, no repacked weights.
+    pub fn can_be_batch_invariant(&self) -> bool {
+        self.model.gpu().is_none() && self.model.weights().extra_buffer().is_none()
     }
 
     /// Context size in positions.
@@ -183,6 +204,16 @@ impl<'m> Session<'m> {
     /// Appends `tokens` to the sequence and returns the logits (`n_vocab`
     /// values) predicting the token after the last one.
     pub fn eval(&mut self, tokens: &[u32]) -> Result<&[f32], EngineError> {
+        let last = tokens.len().saturating_sub(1);
+        self.eval_rows(tokens, &[last])
+    }
+
+    /// Appends `tokens` and returns the logits predicting the token after
+    /// each of `rows` (indices into `tokens`, ascending), `n_vocab` values
+    /// per row, in order. A speculative decoder verifies a draft this way:
+    /// one evaluation gives the model's choice after every drafted token.
+    /// Only the asked rows go through the output head.
+    pub fn eval_rows(&mut self, tokens: &[u32], rows: &[usize]) -> Result<&[f32], EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::EmptyInput);
         }
@@ -190,20 +221,110 @@ impl<'m> Session<'m> {
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(EngineError::TokenOutOfRange { token, n_vocab });
         }
-        if self.kv.used() + tokens.len() > self.kv.n_ctx() {
+        if rows.is_empty()
+            || !rows.is_sorted_by(|a, b| a < b)
+            || rows[rows.len() - 1] >= tokens.len()
+        {
+            return Err(EngineError::BadOutputRows {
+                n_tokens: tokens.len(),
+            });
+        }
+        // A single token is evaluated with a copy of itself when invariant.
+        let needed = tokens.len() + usize::from(self.batch_invariant && tokens.len() == 1);
+        if self.kv.used() + needed > self.kv.n_ctx() {
             return Err(EngineError::ContextFull {
-                needed: tokens.len(),
+                needed,
                 used: self.kv.used(),
                 n_ctx: self.kv.n_ctx(),
             });
         }
-        for batch in tokens.chunks(Self::N_BATCH) {
-            self.eval_batch(batch)?;
+        self.logits.clear();
+        let mut start = 0;
+        for len in self.batch_lengths(tokens.len()) {
+            let batch = &tokens[start..start + len];
+            let asked: Vec<usize> = rows
+                .iter()
+                .filter(|&&r| (start..start + len).contains(&r))
+                .map(|&r| r - start)
+                .collect();
+            start += len;
+            // A batch needs one output row; one nobody asked for is dropped.
+            let mut out = match asked.is_empty() {
+                true => vec![len - 1],
+                false => asked.clone(),
+            };
+            // Batch invariance: at least two tokens and two output rows, so
+            // every batch takes the kernels a longer one would (the extra
+            // token, a copy of the one given, is then forgotten).
+            let padded = [batch[0]; 2];
+            let eval = match self.batch_invariant && len == 1 {
+                true => &padded[..],
+                false => batch,
+            };
+            if self.batch_invariant && out.len() == 1 {
+                out.push(usize::from(out[0] == 0));
+                out.sort_unstable();
+            }
+            self.eval_batch(eval, &out)?;
+            if eval.len() > len {
+                self.kv.truncate(self.kv.used() - 1);
+            }
+            for (j, r) in out.iter().enumerate() {
+                if asked.contains(r) {
+                    self.logits
+                        .extend_from_slice(&self.batch_logits[j * n_vocab..(j + 1) * n_vocab]);
+                }
+            }
         }
         Ok(&self.logits)
     }
 
-    /// Logits of the last evaluated position (empty before the first eval).
+    /// How many graphs (model evaluations) [`eval_rows`](Self::eval_rows)
+    /// computes for `n_tokens` tokens.
+    pub fn graphs_for(&self, n_tokens: usize) -> usize {
+        self.batch_lengths(n_tokens).len()
+    }
+
+    /// How `n` tokens are split into batches: [`Self::N_BATCH`] at most;
+    /// with batch invariance, [`INVARIANT_BATCH`] at most and never a
+    /// single one after others.
+    fn batch_lengths(&self, n: usize) -> Vec<usize> {
+        let max = match self.batch_invariant {
+            true => INVARIANT_BATCH,
+            false => Self::N_BATCH,
+        };
+        let mut lens = vec![max; n / max];
+        match n % max {
+            0 => {}
+            1 if self.batch_invariant && !lens.is_empty() => {
+                // 7 + 1 -> 6 + 2
+                if let Some(last) = lens.last_mut() {
+                    *last -= 1;
+                }
+                lens.push(2);
+            }
+            rest => lens.push(rest),
+        }
+        lens
+    }
+
+    /// While `on`, each position's logits are the same whatever else its
+    /// batch holds (on the CPU). ggml's CPU kernels depend on the batch:
+    /// from 2 tokens its matrix products take the tiled llamafile kernels
+    /// (for the types they cover, with other tiles from 8), a single token
+    /// takes row dot products and split attention. So every batch is kept
+    /// between 2 and [`INVARIANT_BATCH`] tokens with two output rows or more: a
+    /// single token is evaluated with a copy of itself, which is then
+    /// forgotten (the fused decode attention is not used). A speculative
+    /// decoder needs this: a drafted token verified inside a batch must
+    /// get the logits it would get one step at a time. Off by default: a
+    /// one-token step costs about twice as much with its copy.
+    pub fn set_batch_invariant(&mut self, on: bool) {
+        self.batch_invariant = on;
+    }
+
+    /// Logits of the positions the last evaluation asked for (empty before
+    /// the first): after [`eval`](Self::eval), the last position's.
     pub fn logits(&self) -> &[f32] {
         &self.logits
     }
@@ -252,8 +373,9 @@ impl<'m> Session<'m> {
         Ok(out)
     }
 
-    /// Builds, allocates and runs the graph for one batch.
-    fn eval_batch(&mut self, tokens: &[u32]) -> Result<(), EngineError> {
+    /// Builds, allocates and runs the graph for one batch, leaving the
+    /// logits of its `out` rows in `batch_logits`.
+    fn eval_batch(&mut self, tokens: &[u32], out: &[usize]) -> Result<(), EngineError> {
         let n = tokens.len();
         let p0 = self.kv.used();
         let n_kv = (p0 + n).next_multiple_of(KV_PAD).min(self.kv.n_ctx());
@@ -267,6 +389,7 @@ impl<'m> Session<'m> {
         let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
         let pos: Vec<i32> = (p0..p0 + n).map(|p| p as i32).collect();
         let rows: Vec<i64> = (p0..p0 + n).map(|p| p as i64).collect();
+        let out_ids: Vec<i32> = out.iter().map(|&r| r as i32).collect();
 
         let n_i = n as i64;
         let g = Graph::new(&mut self.scratch);
@@ -274,6 +397,7 @@ impl<'m> Session<'m> {
             tokens: g.input(GgmlType::I32, &[n_i], "inp_tokens"),
             positions: g.input(GgmlType::I32, &[n_i], "inp_pos"),
             kv_rows: g.input(GgmlType::I64, &[n_i], "inp_kv_rows"),
+            out_rows: g.input(GgmlType::I32, &[out.len() as i64], "inp_out_ids"),
             mask: g.input(GgmlType::F16, &[n_kv as i64, n_i], "inp_kq_mask"),
             n_kv,
             n_filled: p0 + n,
@@ -286,13 +410,17 @@ impl<'m> Session<'m> {
         inp.tokens.write_i32(&ids)?;
         inp.positions.write_i32(&pos)?;
         inp.kv_rows.write_i64(&rows)?;
+        if n > 1 {
+            // one token is its own output: the graph leaves the ids unused
+            inp.out_rows.write_i32(&out_ids)?;
+        }
         // the fused decode op sees exactly the filled rows and needs no mask
         // (the allocator then gives the unused mask no memory)
         if n > 1 || self.fused_decode.is_none() {
             inp.mask.write_f32_as_f16(&self.mask, &mut self.mask_f16)?;
         }
         self.runner.compute(&g)?;
-        logits.read_f32(&mut self.logits)?;
+        logits.read_f32(&mut self.batch_logits)?;
         drop(g);
         self.kv.advance(n);
         Ok(())

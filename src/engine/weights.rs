@@ -74,12 +74,14 @@ fn dims(t: &TensorInfo) -> Vec<i64> {
 impl Weights {
     /// Loads every tensor of `gguf` for the CPU `backend`, or onto the GPU
     /// where `gpu` holds it; `is_matmul(name)` tells which tensors are used
-    /// as matrix-product weights.
+    /// as matrix-product weights, which go to the repacked layout where the
+    /// backend has one and `repack` allows.
     pub fn load(
         gguf: &GgufFile,
         backend: &Backend,
         gpu: Option<&GpuWeights<'_>>,
         is_matmul: &dyn Fn(&str) -> bool,
+        repack: bool,
     ) -> Result<Self, EngineError> {
         let path = gguf.path().to_path_buf();
         let infos = gguf.tensors();
@@ -94,7 +96,11 @@ impl Weights {
                 });
             }
         }
-        let extra_buft = backend.extra_buffer_types().into_iter().next();
+        let extra_buft = backend
+            .extra_buffer_types()
+            .into_iter()
+            .next()
+            .filter(|_| repack);
         let mut plain = TensorArena::new(infos.len());
         let mut extra = TensorArena::new(infos.len());
         let n_copies = gpu.map_or(0, |g| g.copies.len());

@@ -21,9 +21,9 @@ pub struct Report {
     pub by_category: BTreeMap<Category, Scores>,
     /// Scores per platform.
     pub by_platform: BTreeMap<Platform, Scores>,
-    /// What prompt-lookup speculative decoding would have saved, over every
-    /// case.
-    pub lookup: Lookup,
+    /// Speculative decoding over every case: choices drafted and kept,
+    /// model evaluations.
+    pub speculation: Speculation,
     /// Every case, in scenario order.
     pub cases: Vec<CaseResult>,
     /// Number of scenario files that could not be used.
@@ -52,7 +52,7 @@ impl Report {
         Report {
             model: model.to_string(),
             overall: Scores::over(&cases),
-            lookup: Lookup::over(&cases),
+            speculation: Speculation::over(&cases),
             by_category,
             by_platform,
             error_count: errors.len(),
@@ -82,16 +82,11 @@ impl Report {
             "prompt tokens (median): {:.0}",
             self.overall.prompt_tokens_median
         )?;
-        let l = &self.lookup;
+        let sp = &self.speculation;
         writeln!(
             out,
-            "prompt lookup: {} of {} chosen tokens predicted ({:.1}%), \
-             decode steps {} -> {}",
-            l.predicted_tokens,
-            l.sampled_tokens,
-            l.predicted_fraction * 100.0,
-            l.decode_steps,
-            l.lookup_steps
+            "model calls after the prompts: {}; drafts kept: {} of {}",
+            sp.decode_steps, sp.accepted_tokens, sp.drafted_tokens,
         )?;
         let failures: Vec<&CaseResult> = self.cases.iter().filter(|c| c.is_failure()).collect();
         if !failures.is_empty() {
@@ -119,40 +114,39 @@ impl Report {
     }
 }
 
-/// Prompt-lookup speculation measured over many replies (see
-/// `copilot::local`): how many of the tokens the model chose a draft copied
-/// from the context would have supplied, and the decode steps it would have
-/// needed.
+/// Speculative decoding over many replies (see `copilot::local`): how many
+/// of the tokens the model chose came from verified drafts, and the model
+/// calls the replies took (compare a run with `--no-speculation`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Lookup {
+pub struct Speculation {
     /// Tokens the model chose (not forced by the grammar).
     pub sampled_tokens: usize,
-    /// Of those, the ones a prompt-lookup draft predicted.
-    pub predicted_tokens: usize,
-    /// `predicted_tokens / sampled_tokens` (0 when none).
-    pub predicted_fraction: f64,
-    /// Decode steps (model calls) the replies took.
+    /// Choices drafted.
+    pub drafted_tokens: usize,
+    /// Of the chosen tokens, those a verified draft supplied.
+    pub accepted_tokens: usize,
+    /// `accepted_tokens / sampled_tokens` (0 when none).
+    pub accepted_fraction: f64,
+    /// Model evaluations after the prompts'.
     pub decode_steps: usize,
-    /// Decode steps with prompt-lookup speculation.
-    pub lookup_steps: usize,
 }
 
-impl Lookup {
+impl Speculation {
     /// Sums the cases' timings.
-    fn over(cases: &[CaseResult]) -> Lookup {
+    fn over(cases: &[CaseResult]) -> Speculation {
         let sum = |f: fn(&CaseResult) -> usize| cases.iter().map(f).sum::<usize>();
         let sampled_tokens = sum(|c| c.timings.sampled_tokens);
-        let predicted_tokens = sum(|c| c.timings.lookup_predicted_tokens);
-        Lookup {
+        let accepted_tokens = sum(|c| c.timings.accepted_tokens);
+        Speculation {
             sampled_tokens,
-            predicted_tokens,
-            predicted_fraction: if sampled_tokens == 0 {
+            drafted_tokens: sum(|c| c.timings.drafted_tokens),
+            accepted_tokens,
+            accepted_fraction: if sampled_tokens == 0 {
                 0.0
             } else {
-                predicted_tokens as f64 / sampled_tokens as f64
+                accepted_tokens as f64 / sampled_tokens as f64
             },
             decode_steps: sum(|c| c.timings.decode_steps),
-            lookup_steps: sum(|c| c.timings.lookup_steps),
         }
     }
 }
@@ -216,7 +210,9 @@ mod tests {
             latency_ms: 5.0,
             timings: crate::copilot::Timings {
                 sampled_tokens: 10,
-                lookup_predicted_tokens: 4,
+                drafted_tokens: 5,
+                accepted_tokens: 4,
+                decode_steps: 3,
                 ..Default::default()
             },
             answer: String::new(),
@@ -241,9 +237,11 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert!(json["by_category"]["xid"]["accuracy"].is_number());
         assert_eq!(json["error_count"], 0);
-        assert_eq!(r.lookup.sampled_tokens, 30);
-        assert_eq!(r.lookup.predicted_tokens, 12);
-        assert!((r.lookup.predicted_fraction - 0.4).abs() < 1e-9);
+        assert_eq!(r.speculation.sampled_tokens, 30);
+        assert_eq!(r.speculation.drafted_tokens, 15);
+        assert_eq!(r.speculation.accepted_tokens, 12);
+        assert_eq!(r.speculation.decode_steps, 9);
+        assert!((r.speculation.accepted_fraction - 0.4).abs() < 1e-9);
     }
 
     #[test]

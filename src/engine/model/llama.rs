@@ -176,14 +176,6 @@ fn linear<'g>(g: &Graph<'g>, w: Tensor<'g>, b: Option<Tensor<'g>>, x: Tensor<'g>
     }
 }
 
-/// The last column (token) of a `(n, n_tokens)` tensor.
-fn last_token<'g>(g: &Graph<'g>, x: Tensor<'g>) -> Tensor<'g> {
-    let [n, n_tokens, ..] = x.ne();
-    let nb1 = x.nb()[1];
-    let v = g.view_3d(x, [n, 1, 1], nb1, nb1, nb1 * (n_tokens as usize - 1));
-    g.reshape(v, &[n, 1])
-}
-
 /// Builds one forward pass over `inp.tokens` (see [`super::Model::forward`]).
 pub fn forward<'g>(
     g: &Graph<'g>,
@@ -275,11 +267,11 @@ pub fn forward<'g>(
         let att = g.reshape(att, &[hd_v * n_head, n_tokens]);
         let mut cur = g.named(g.mul_mat(w(l.wo), att), &format!("attn_out-{il}"));
 
-        // after the last block only the last token matters
+        // after the last block only the asked tokens matter: (n_embd, n_out)
         let mut residual = residual;
         if il + 1 == lw.layers.len() && n_tokens > 1 {
-            cur = last_token(g, cur);
-            residual = last_token(g, residual);
+            cur = g.get_rows(cur, inp.out_rows);
+            residual = g.get_rows(residual, inp.out_rows);
         }
         x = g.add(cur, residual);
 
@@ -291,7 +283,7 @@ pub fn forward<'g>(
         x = g.named(g.add(ffn, x), &format!("l_out-{il}"));
     }
 
-    // final norm and language-model head: (n_vocab, 1)
+    // final norm and language-model head: (n_vocab, n_out)
     let x = g.mul(g.rms_norm(x, eps), w(lw.output_norm));
     g.named(g.mul_mat(w(lw.output), x), "result_output")
 }

@@ -11,7 +11,7 @@
 //! use sigma::engine::ffi::gguf::GgufFile;
 //! use sigma::engine::model::{LoadOptions, Model};
 //! let gguf = GgufFile::open("model.gguf".as_ref())?;
-//! let model = Model::load(&gguf, &LoadOptions { n_threads: 2 })?;
+//! let model = Model::load(&gguf, &LoadOptions::threads(2))?;
 //! println!("{} layers", model.hparams().n_layer);
 //! # Ok::<(), sigma::engine::EngineError>(())
 //! ```
@@ -284,6 +284,22 @@ impl HParams {
 pub struct LoadOptions {
     /// CPU threads for graph computation.
     pub n_threads: usize,
+    /// Store the matrix weights the CPU backend can repack in its repacked
+    /// layout, as llama.cpp does (faster products). Its kernels compute a
+    /// token differently by how many share its batch (groups of four, then
+    /// one at a time), so a batch-invariant session needs them off
+    /// ([`Session::set_batch_invariant`](super::session::Session::set_batch_invariant)).
+    pub repacked_weights: bool,
+}
+
+impl LoadOptions {
+    /// `n_threads` CPU threads, repacked weights.
+    pub fn threads(n_threads: usize) -> LoadOptions {
+        LoadOptions {
+            n_threads,
+            repacked_weights: true,
+        }
+    }
 }
 
 /// The per-call inputs of a forward pass, already placed in the graph.
@@ -294,6 +310,10 @@ pub struct ForwardInputs<'g> {
     pub positions: Tensor<'g>,
     /// KV cache rows to write, i64 `[n_tokens]`.
     pub kv_rows: Tensor<'g>,
+    /// The tokens whose logits are wanted, i32 `[n_out]` (indices into
+    /// `tokens`, ascending): only they go through the last block's
+    /// feed-forward and the output head.
+    pub out_rows: Tensor<'g>,
     /// Causal mask, f16 `[n_kv, n_tokens]`: 0 where a token may attend, -inf elsewhere.
     pub mask: Tensor<'g>,
     /// Cache positions visible to attention (padded; the mask hides the
@@ -374,7 +394,13 @@ impl Model {
             }
         };
         let weights = match &gpu {
-            None => Weights::load(gguf, &backend, None, &llama::is_matmul_weight)?,
+            None => Weights::load(
+                gguf,
+                &backend,
+                None,
+                &llama::is_matmul_weight,
+                opts.repacked_weights,
+            )?,
             Some((gpu_backend, first)) => {
                 let first = *first;
                 let holds = move |name: &str| llama::offloaded(name, first);
@@ -389,7 +415,13 @@ impl Model {
                     holds: &holds,
                     copies,
                 };
-                Weights::load(gguf, &backend, Some(&g), &llama::is_matmul_weight)?
+                Weights::load(
+                    gguf,
+                    &backend,
+                    Some(&g),
+                    &llama::is_matmul_weight,
+                    opts.repacked_weights,
+                )?
             }
         };
         let blocks = match hparams.arch {
@@ -455,7 +487,8 @@ impl Model {
     }
 
     /// Adds one forward pass to `g`: writes K/V of the new tokens into `kv`
-    /// and returns the logits of the last token, f32 `[n_vocab]`.
+    /// and returns the logits of the `inp.out_rows` tokens, f32
+    /// `[n_vocab, n_out]`.
     pub fn forward<'g>(
         &'g self,
         g: &Graph<'g>,
