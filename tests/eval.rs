@@ -409,7 +409,7 @@ fn json_report_has_the_documented_shape() {
         "by_platform",
         "cases",
         "errors",
-        "lookup",
+        "speculation",
     ] {
         assert!(json.get(key).is_some(), "missing {key}");
     }
