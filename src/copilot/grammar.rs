@@ -16,6 +16,7 @@
 //! from the others, the rest of it is forced and evaluated in one batch.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 
 /// Most commands in one reply.
 pub const MAX_COMMANDS: usize = 3;
@@ -73,13 +74,20 @@ pub fn choices(n: usize) -> Vec<Vec<usize>> {
 }
 
 /// The text of the reply that chooses `commands`, in order, as the grammar
-/// spells it.
-pub fn reply_text(commands: &[String]) -> String {
-    let items: Vec<String> = commands
-        .iter()
-        .map(|c| serde_json::to_string(c).unwrap_or_default())
-        .collect();
-    format!(r#"{{"commands": [{}]}}"#, items.join(", "))
+/// spells it, and the byte range of each command's JSON string in it.
+pub fn reply_text(commands: &[String]) -> (String, Vec<Range<usize>>) {
+    let mut text = String::from(r#"{"commands": ["#);
+    let mut spans = Vec::with_capacity(commands.len());
+    for (i, command) in commands.iter().enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        let start = text.len();
+        text.push_str(&serde_json::to_string(command).unwrap_or_default());
+        spans.push(start..text.len());
+    }
+    text.push_str("]}");
+    (text, spans)
 }
 
 /// A Lark string literal.
@@ -148,7 +156,7 @@ mod tests {
             r#"{"commands": ["nvidia-smi -q -d ECC", "nvidia-smi -L", "nvidia-smi", "dmesg -T | grep -i 'xid'"]}"#
         ));
         for n in 1..=MAX_COMMANDS {
-            assert!(accepts(&g, &reply_text(&candidates[..n])), "{n} commands");
+            assert!(accepts(&g, &reply_text(&candidates[..n]).0), "{n} commands");
         }
     }
 
@@ -164,6 +172,12 @@ mod tests {
         let candidates = [r#"dmesg | grep -E 'a\|b'"#.to_string()];
         let g = reply_grammar(&candidates);
         assert!(accepts(&g, r#"{"commands": ["dmesg | grep -E 'a\\|b'"]}"#));
-        assert!(accepts(&g, &reply_text(&candidates)));
+        let (text, spans) = reply_text(&candidates);
+        assert!(accepts(&g, &text));
+        let json: &str = &text[spans[0].clone()];
+        assert_eq!(
+            serde_json::from_str::<String>(json).ok().as_ref(),
+            Some(&candidates[0])
+        );
     }
 }

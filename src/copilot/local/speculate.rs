@@ -74,20 +74,8 @@ struct Guess {
 impl Guess {
     fn new(commands: Vec<usize>, candidates: &[String]) -> Guess {
         let chosen: Vec<String> = commands.iter().map(|&i| candidates[i].clone()).collect();
-        let text = grammar::reply_text(&chosen).into_bytes();
-        // Each command's JSON string, found in order in the text.
-        let mut spans = Vec::new();
-        let mut from = 0;
-        for c in &chosen {
-            let json = serde_json::to_string(c).unwrap_or_default();
-            let start = from
-                + text[from..]
-                    .windows(json.len())
-                    .position(|w| w == json.as_bytes())
-                    .unwrap_or(0);
-            spans.push(start..start + json.len());
-            from = start + json.len();
-        }
+        let (text, spans) = grammar::reply_text(&chosen);
+        let text = text.into_bytes();
         Guess {
             text,
             commands,
@@ -268,7 +256,7 @@ mod tests {
         let guesses = Guesses::new(&c);
         let d = guesses.draft_within(&so_far, &m, &trie, usize::MAX);
         let whole = [so_far.as_slice(), &trie.decode_raw(&d.tokens)].concat();
-        assert_eq!(whole, grammar::reply_text(&c[..3]).into_bytes());
+        assert_eq!(whole, grammar::reply_text(&c[..3]).0.into_bytes());
         // Choices: `,` (not `]`) after the first command; `n` (not `d`),
         // then ` ` (`nvidia-smi -L`, not `nvidia-smi`); `,` again; `d`.
         // The rest is forced: the third command ends the list, and is not
@@ -310,7 +298,7 @@ mod tests {
         guesses.observe(&so_far, &m, &trie, &logits);
         let d = guesses.draft_within(&so_far, &m, &trie, usize::MAX);
         let whole = [so_far.as_slice(), &trie.decode_raw(&d.tokens)].concat();
-        let expected = grammar::reply_text(&[c[0].clone(), c[2].clone(), c[1].clone()]);
+        let expected = grammar::reply_text(&[c[0].clone(), c[2].clone(), c[1].clone()]).0;
         assert_eq!(String::from_utf8_lossy(&whole), expected);
     }
 
