@@ -39,6 +39,10 @@ pub struct Targets {
     pub gpu_count: usize,
     /// The question is about every GPU ("all GPUs", "each card").
     pub every: bool,
+    /// The question sets the GPUs named against the others ("slower than
+    /// the other 3", "Gen4 same like the other cards"): a read-only table
+    /// then shows every GPU, the comparison included.
+    pub compared: bool,
 }
 
 fn regex(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
@@ -50,6 +54,14 @@ fn gpu_regex() -> &'static Regex {
     regex(
         &R,
         r"(?i)\b(?:gpus?|cards?|cuda:)\s*#?\s*(\d+)(?:\s*(?:-|–|to)\s*(\d+))?((?:\s*(?:,|and|&)\s*\d+)*)",
+    )
+}
+
+fn compared_regex() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    regex(
+        &R,
+        r"(?i)\b(?:than|vs\.?|versus|like|as|to|with|against)\s+(?:(?:on|in|for)\s+)?(?:all\s+)?(?:the|its)\s+(?:others?|rest|siblings|neighbou?rs)\b|\bthe other (?:\d+|two|three|four|five|six|seven)\b",
     )
 }
 
@@ -270,6 +282,7 @@ impl Targets {
             },
             gpu_count: snapshot.gpus.len().max(snapshot.amd_gpus.len()),
             every,
+            compared: compared_regex().is_match(question),
         }
     }
 }
@@ -297,7 +310,9 @@ pub fn adapt(command: &str, targets: &Targets) -> String {
             w.starts_with("--query-compute-apps")
                 || matches!(w.as_str(), "--showras" | "--showpagesinfo")
         });
-        let gpus: &[u32] = if per_node { &[] } else { &targets.gpus };
+        let whole = per_node
+            || (targets.compared && guard::check(command).tier != guard::Tier::StateChanging);
+        let gpus: &[u32] = if whole { &[] } else { &targets.gpus };
         scope_gpus(first, gpus, exact);
         set_values(first, targets);
         match &targets.hca {
@@ -388,8 +403,9 @@ fn set_values(words: &mut [String], targets: &Targets) {
     }
 }
 
-/// Sets, adds or removes the GPU selector of one program's words. Scoped
-/// to one GPU, a `--query-gpu` table loses its `index` column.
+/// Sets, adds or removes the GPU selector of one program's words. A
+/// `--query-gpu` table keeps its `index` column scoped to one GPU: the
+/// row says which GPU it is, as operators' tables do.
 fn scope_gpus(words: &mut Vec<String>, gpus: &[u32], exact: bool) {
     let Some(tool) = words.first().and_then(|p| Catalogue::builtin().tool(p)) else {
         return;
@@ -426,13 +442,6 @@ fn scope_gpus(words: &mut Vec<String>, gpus: &[u32], exact: bool) {
         ),
         _ => None,
     };
-    if let [_] = gpus {
-        for w in words.iter_mut() {
-            if let Some(fields) = w.strip_prefix("--query-gpu=index,") {
-                *w = format!("--query-gpu={fields}");
-            }
-        }
-    }
     match (at, value) {
         (Some(i), Some(v)) if words[i].contains('=') => {
             let name = words[i].split('=').next().unwrap_or_default().to_string();
@@ -533,6 +542,31 @@ mod tests {
     }
 
     #[test]
+    fn a_gpu_set_against_the_others_is_shown_with_them() {
+        let s = node("l40s-pcie-degraded");
+        let table = "nvidia-smi --query-gpu=index,pcie.link.gen.current --format=csv";
+        for q in [
+            "gpu1 is way slower than the other 3. did its link train down?",
+            "How I check GPU 1 link is Gen4 x16 same like the other cards?",
+            "H2D copies on gpu1 are 4x slower than on the others",
+        ] {
+            let t = Targets::of(q, &s);
+            assert!(t.compared, "{q}");
+            assert_eq!(adapt(table, &t), table, "{q}");
+        }
+        let t = Targets::of("did gpu1's link train down?", &s);
+        assert!(!t.compared);
+        assert_eq!(
+            adapt(table, &t),
+            "nvidia-smi -i 1 --query-gpu=index,pcie.link.gen.current --format=csv"
+        );
+        // A change stays on the GPUs named whatever the others do.
+        let t = Targets::of("reset GPU 1 only, the other 3 have jobs", &s);
+        assert!(t.compared);
+        assert_eq!(adapt("nvidia-smi -r -i 0", &t), "nvidia-smi -r -i 1");
+    }
+
+    #[test]
     fn the_one_gpu_named_gives_its_bus() {
         let s = node("h100x8-thermal-throttle");
         let t = Targets::of("Why is GPU 2 slow?", &s);
@@ -566,7 +600,7 @@ mod tests {
                 "nvidia-smi --query-gpu=index,power.draw --format=csv",
                 &gpu(&[4])
             ),
-            "nvidia-smi -i 4 --query-gpu=power.draw --format=csv"
+            "nvidia-smi -i 4 --query-gpu=index,power.draw --format=csv"
         );
         // Several GPUs: the whole table answers.
         assert_eq!(

@@ -332,7 +332,7 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
-            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert)\b",
+            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert|make (?:all|every|each|the|gpus?|cards?|it|them|this|that|these|those)|do (?:the|a|an) (?:\w+ )?(?:reset|reboot|restart))\b",
         )
         .expect("valid regex")
     });
@@ -1029,11 +1029,13 @@ impl Vendors {
     }
 
     /// False for a vendor's GPU tool (or a search for its driver's
-    /// messages) on a node without that vendor's GPUs, when the node has the
-    /// other vendor's.
+    /// messages, XIDs included, or a read of its driver's files) on a node
+    /// without that vendor's GPUs, when the node has the other vendor's.
     fn has_tool_for(&self, command: &str) -> bool {
         let bin = command.split_whitespace().next().unwrap_or("");
-        let nvidia_tool = bin.starts_with("nvidia") || bin == "dcgmi";
+        let lower = command.to_ascii_lowercase();
+        let nvidia_tool =
+            bin == "dcgmi" || ["nvidia", "xid", "nvrm"].iter().any(|w| lower.contains(w));
         let amd_tool =
             bin.starts_with("rocm") || bin.starts_with("amd-smi") || command.contains("amdgpu");
         !((nvidia_tool && !self.nvidia && self.amd) || (amd_tool && !self.amd))
@@ -1090,6 +1092,28 @@ mod tests {
             change_sentences("the log says 'reset the GPU to activate the remap' for GPU 2")
                 .is_empty()
         );
+        // "make ... go back to", "do the reset": asked; "make sure" is not.
+        assert_eq!(
+            change_sentences("PSU is new now, make all 8 GPU go back to full 700 watt."),
+            vec!["make all 8 GPU go back to full 700 watt"]
+        );
+        assert_eq!(
+            change_sentences("GPU 6 is drained. Do the GPU reset only for this one."),
+            vec!["Do the GPU reset only for this one"]
+        );
+        assert!(change_sentences("make sure nothing runs on GPU 6 before the reset").is_empty());
+        assert!(change_sentences("do the GPUs show errors?").is_empty());
+    }
+
+    #[test]
+    fn another_vendors_driver_is_not_searched() {
+        let amd = Vendors::of(&node("mi300x-ras-errors").0);
+        assert!(!amd.has_tool_for("dmesg -T | grep -i xid"));
+        assert!(!amd.has_tool_for("cat /proc/driver/nvidia/version"));
+        assert!(amd.has_tool_for("dmesg -T | grep -i amdgpu"));
+        let nvidia = Vendors::of(&node("h100x8-xid79").0);
+        assert!(nvidia.has_tool_for("dmesg -T | grep -i xid"));
+        assert!(!nvidia.has_tool_for("dmesg -T | grep -i amdgpu"));
     }
 
     #[test]
