@@ -184,6 +184,27 @@ fn camel_words(question: &str) -> String {
     out
 }
 
+/// Whether `question` asks whether anything is wrong without naming what
+/// ("anything weird with one of the gpus?", "is this box healthy?"): no
+/// subsystem, metric or symptom the catalogue could match.
+fn vague(question: &str) -> bool {
+    static ASKS: OnceLock<Regex> = OnceLock::new();
+    static NAMES: OnceLock<Regex> = OnceLock::new();
+    let asks = ASKS.get_or_init(|| {
+        Regex::new(
+            r"(?i)\b(?:anything|something|what(?:'s| is)?)\s+(?:\w+\s+)?(?:weird|wrong|odd|off|strange|unusual|funny|bad|broken|amiss)\b|\b(?:healthy|sane|fit to|ok to|okay to|good to go)\b",
+        )
+        .expect("valid regex")
+    });
+    let names = NAMES.get_or_init(|| {
+        Regex::new(
+            r"(?i)\b(?:mem\w*|vram|hbm|ecc|remap\w*|rows?|pcie|pci|links?|nvlink|xids?|temp\w*|hot|therm\w*|power\w*|watts?|clock\w*|throttl\w*|process\w*|pids?|ib|infiniband|hcas?|fabric\w*|driver|mig|util\w*|fans?|disks?|network|nccl|ras|kernel|logs?|dmesg|errors?|dcgm\w*)\b",
+        )
+        .expect("valid regex")
+    });
+    asks.is_match(question) && !names.is_match(question)
+}
+
 #[derive(Deserialize)]
 struct Vocabulary {
     /// Operator word or phrase (lower case) -> catalogue words.
@@ -602,6 +623,29 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
             });
         first.splice(0..0, steps.collect::<Vec<_>>());
     }
+    // A vague question ("anything weird with the GPUs?") names nothing the
+    // catalogue can match: the node's worst finding says where to look,
+    // over the GPUs the question names (all of them when it names none).
+    if change.is_none()
+        && vague(question)
+        && let Some(worst) = findings.iter().map(|f| f.severity).max()
+        && worst >= Severity::Warning
+        && let Some(step) = findings
+            .iter()
+            .find(|f| f.severity == worst)
+            .and_then(|f| f.commands.first())
+    {
+        let command = adapt::adapt(&guard::command_line(step), &targets);
+        first.insert(
+            0,
+            Reference {
+                purpose: purpose_of(&command),
+                tier: guard::check(&command).tier,
+                implied: false,
+                command,
+            },
+        );
+    }
     // A change no command may make (clearing the kernel log): what it
     // would have acted on, first.
     if let Some(step) = change::instead_of_refused(question) {
@@ -668,7 +712,7 @@ fn with_sections(command: &str, sections: &[&str]) -> Option<String> {
 fn quoted_blanked(question: &str) -> String {
     static QUOTED: OnceLock<Regex> = OnceLock::new();
     let quoted = QUOTED.get_or_init(|| {
-        Regex::new(r#""[^"\n]*"|“[^”\n]*”|`[^`\n]*`|(?m)^.*(?:NVRM:|\bXid\b|kernel:|^\s*\[\s*\d+\.\d+\]|^\s*\|).*$|(?:^|\W)'[^'\n]{20,}'(?:\W|$)"#)
+        Regex::new(r#""[^"\n]*"|“[^”\n]*”|`[^`\n]*`|(?m)^.*(?:NVRM:|\bXid\s*\(PCI|kernel:|^\s*\[\s*\d+\.\d+\]|^\s*\|).*$|(?:^|\W)'[^'\n]{20,}'(?:\W|$)"#)
             .expect("valid regex")
     });
     let mut out = question.to_string();
@@ -1103,6 +1147,32 @@ mod tests {
         );
         assert!(change_sentences("make sure nothing runs on GPU 6 before the reset").is_empty());
         assert!(change_sentences("do the GPUs show errors?").is_empty());
+        // The operator's own words about an XID are theirs; a pasted driver
+        // line is the node's.
+        assert_eq!(
+            change_sentences("gpu6 is the DBE one (Xid 48 then 63). reset just gpu 6"),
+            vec!["reset just gpu 6"]
+        );
+        assert!(
+            change_sentences("NVRM: Xid (PCI:0000:b7:00): 48, reset the GPU to recover").is_empty()
+        );
+    }
+
+    #[test]
+    fn a_vague_question_starts_where_the_worst_finding_points() {
+        let (snapshot, findings) = node("h100x8-thermal-throttle");
+        let first = |q: &str| rank(q, &snapshot, &findings, 3)[0].command.clone();
+        assert!(vague("anything weird with one of the gpus? look only"));
+        assert!(!vague("anything weird in the kernel log?"));
+        assert!(!vague("are the GPUs healthy according to DCGM?"));
+        assert_eq!(
+            first("training is crawling on this node. anything weird with one of the gpus?"),
+            "nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER"
+        );
+        assert_eq!(
+            first("anything off with GPU 2?"),
+            "nvidia-smi -i 2 -q -d PERFORMANCE,TEMPERATURE,POWER"
+        );
     }
 
     #[test]
