@@ -141,7 +141,7 @@ fn every_gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of them\b|\bthem all\b|\ball (?:\d+|four|eight)(?:\s*(?:[.,;!?]|$)|\s+(?:back|to|at)\b)",
+        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of (?:them|em)\b|\b(?:them|em) all\b|\ball (?:\d+|four|eight)(?:\s*(?:[.,;!?]|$)|\s+(?:back|to|at)\b)",
     )
 }
 

@@ -434,11 +434,38 @@ fn compiled() -> &'static [(Regex, Option<Regex>)] {
     })
 }
 
+/// The kinds of change `text` names, the specific ones only when it names
+/// any ("reset the power limit" is a power limit, not a GPU reset).
+fn kinds_named(text: &str) -> Vec<&'static Kind> {
+    let matched: Vec<&'static Kind> = KINDS
+        .iter()
+        .zip(compiled())
+        .filter(|(_, (asked, unless))| {
+            asked.is_match(text) && !unless.as_ref().is_some_and(|u| u.is_match(text))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    let specific = matched.iter().any(|k| !k.generic);
+    matched
+        .into_iter()
+        .filter(|k| !(specific && k.generic))
+        .collect()
+}
+
 impl Request {
     /// Reads the change `sentences` ask for (the sentences of the question
     /// that start with a verb that changes state), resolving the GPUs the
-    /// question names against the node.
-    pub fn of(sentences: &[&str], targets: &Targets, snapshot: &Snapshot) -> Request {
+    /// question names against the node. When they name no kind of change
+    /// but a value ("put all eight back to 700 pls"), the kind is the one
+    /// the rest of the `question` names, if it names exactly one and that
+    /// one takes a number ("someone left a 400W cap on every H100"); the
+    /// value and the GPUs still come from the request alone.
+    pub fn of(
+        sentences: &[&str],
+        question: &str,
+        targets: &Targets,
+        snapshot: &Snapshot,
+    ) -> Request {
         let text = sentences.join(". ").to_ascii_lowercase();
         // "on GPU 3", "on all of them": where, not whether.
         static WHERE: OnceLock<Regex> = OnceLock::new();
@@ -446,20 +473,7 @@ impl Request {
             regex(r"\bon\s+(?:gpus?|cards?|all|every|each|the|this|that|these|those|node|box|it|them|bus|[0-9])")
         });
         let switches = place.replace_all(&text, " ").into_owned();
-        let mut kinds = Vec::new();
-        for sentence in sentences {
-            let matched: Vec<&'static Kind> = KINDS
-                .iter()
-                .zip(compiled())
-                .filter(|(_, (asked, unless))| {
-                    asked.is_match(sentence)
-                        && !unless.as_ref().is_some_and(|u| u.is_match(sentence))
-                })
-                .map(|(k, _)| k)
-                .collect();
-            let specific = matched.iter().any(|k| !k.generic);
-            kinds.extend(matched.into_iter().filter(|k| !(specific && k.generic)));
-        }
+        let mut kinds: Vec<&'static Kind> = sentences.iter().flat_map(|s| kinds_named(s)).collect();
         let gpu_count = snapshot.gpus.len().max(snapshot.amd_gpus.len());
         let scope = if targets.every {
             Scope::All
@@ -492,10 +506,20 @@ impl Request {
             regex(r"\b(?:the )?(?:rest|others?|other (?:\w+ )?(?:gpus?|cards?|ones|\w+))\b[^.,;:]*")
         });
         let valued = others.replace_all(&text, " ");
-        let numbers = number
+        let numbers: Vec<u32> = number
             .captures_iter(&valued)
             .filter_map(|c| c.get(1).or(c.get(2))?.as_str().parse().ok())
             .collect();
+        // Only a value-setting kind, and only with the value asked: "I'll
+        // do the reset myself" around "turn MIG on for GPU 7" must never
+        // become a reset.
+        if kinds.is_empty() && !numbers.is_empty() {
+            if let [one] = kinds_named(question).as_slice()
+                && one.value == Value::Number
+            {
+                kinds.push(one);
+            }
+        }
         static DEFAULTS: OnceLock<Regex> = OnceLock::new();
         let defaults = DEFAULTS
             .get_or_init(|| regex(r"\b(?:reset|restore|defaults?|unlock|undo)\b"))

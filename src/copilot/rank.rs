@@ -353,7 +353,7 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
-            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert|make (?:all|every|each|the|gpus?|cards?|it|them|this|that|these|those)|do (?:the|a|an) (?:\w+ )?(?:reset|reboot|restart))\b",
+            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert|bring|make (?:all|every|each|the|gpus?|cards?|it|them|this|that|these|those)|(?:do|kick(?: off)?|trigger|issue) (?:the|a|an) (?:\w+ )?(?:reset|reboot|restart))\b",
         )
         .expect("valid regex")
     });
@@ -881,7 +881,10 @@ fn change_request(question: &str, snapshot: &Snapshot) -> (change::Request, Targ
     } else {
         own
     };
-    (change::Request::of(&sentences, &targets, snapshot), targets)
+    (
+        change::Request::of(&sentences, question, &targets, snapshot),
+        targets,
+    )
 }
 
 /// What an `nvidia-smi` command shows: the GPUs it selects and the report
@@ -1155,6 +1158,41 @@ mod tests {
         );
         assert!(
             change_sentences("NVRM: Xid (PCI:0000:b7:00): 48, reset the GPU to recover").is_empty()
+        );
+    }
+
+    #[test]
+    fn a_bare_value_takes_the_one_kind_the_story_names_and_nothing_else() {
+        let first = |sim: &str, q: &str| {
+            let (snapshot, findings) = node(sim);
+            rank(q, &snapshot, &findings, 3)[0].command.clone()
+        };
+        for q in [
+            "somebody left a 400W power cap on every H100 in this box after burn-in, spec is 700W. put all eight back to 700 pls",
+            "gpu-h100-044 all 8 stuck at 400w, someone left a -pl from burn in. put all of em back to 700 pls",
+            "Someone dialed pl down to 400 on every SXM here. Bring all eight to 700W.",
+        ] {
+            assert_eq!(first("h100x8-power-cap", q), "nvidia-smi -pl 700", "{q}");
+        }
+        assert_eq!(
+            first(
+                "a100x8-ecc-dbe",
+                "GPU6 took a DBE, remap pending. It's idle. Kick a reset on that one GPU so the remap lands."
+            ),
+            "nvidia-smi -r -i 6"
+        );
+        // A kind the story names is borrowed only to set a value: the reset
+        // the operator will do themselves is never proposed.
+        let (snapshot, findings) = node("h100x8-ib-down");
+        let offered = rank(
+            "turn MIG mode on for gpu 7 only, we're carving it into 1g slices. i'll do the reset myself tonight",
+            &snapshot,
+            &findings,
+            3,
+        );
+        assert!(
+            offered.iter().all(|r| !r.command.contains(" -r")),
+            "{offered:?}"
         );
     }
 
