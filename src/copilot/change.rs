@@ -513,12 +513,12 @@ impl Request {
         // Only a value-setting kind, and only with the value asked: "I'll
         // do the reset myself" around "turn MIG on for GPU 7" must never
         // become a reset.
-        if kinds.is_empty() && !numbers.is_empty() {
-            if let [one] = kinds_named(question).as_slice()
-                && one.value == Value::Number
-            {
-                kinds.push(one);
-            }
+        if kinds.is_empty()
+            && !numbers.is_empty()
+            && let [one] = kinds_named(question).as_slice()
+            && one.value == Value::Number
+        {
+            kinds.push(one);
         }
         static DEFAULTS: OnceLock<Regex> = OnceLock::new();
         let defaults = DEFAULTS

@@ -160,8 +160,10 @@ pub fn sections(question: &str) -> Option<Vec<&'static str>> {
         .get_or_init(|| Regex::new(r"(?i)\b(?:not|don'?t|never|no)\b").expect("valid regex"));
     let negated = |at: usize| {
         let start = question[..at]
-            .rfind(['.', '!', '?', ';', '—'])
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| matches!(c, '.' | '!' | '?' | ';' | '—'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         negation.is_match(&question[start..at])
     };
     let named: Vec<&'static str> = all
@@ -428,6 +430,11 @@ mod tests {
         assert_eq!(
             sections("how many uncorrected errors and is a row remap pending"),
             Some(vec!["ECC", "ROW_REMAPPER"])
+        );
+        // A dash of several bytes ends a clause without splitting a char.
+        assert_eq!(
+            sections("don't touch anything — one GPU is hot and slow"),
+            Some(vec!["PERFORMANCE", "TEMPERATURE"])
         );
     }
 
