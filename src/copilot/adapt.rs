@@ -141,7 +141,7 @@ fn every_gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\ball of (?:them|em)\b|\b(?:them|em) all\b|\ball (?:\d+|four|eight)(?:\s*(?:[.,;!?]|$)|\s+(?:back|to|at)\b)",
+        r"(?i)\b(?:every|each|all(?: the| of the)?|both|per)(?:\s+(?:\d+|two|four|eight|sixteen))?\s+(?:gpus?|cards?)\b|\b(?:every|each|all(?: the| of the)?(?:\s+\d+)?)\s+(?:[abhl]\d{2,3}[a-z]*|mi\d{3}[a-z]*|g[hb]\d{3})s?\b|\ball of (?:them|em)\b|\b(?:them|em) all\b|\ball (?:\d+|four|eight)(?:\s*(?:[.,;!?]|$)|\s+(?:back|to|at)\b)",
     )
 }
 
@@ -539,6 +539,8 @@ mod tests {
         assert!(Targets::of("set them all back to 700W", &s).every);
         assert!(Targets::of("undo that: all 8 back to 700 W", &s).every);
         assert!(!Targets::of("all 8 ranks are slow", &s).every);
+        assert!(Targets::of("replay counts on all the L40S in this box", &s).every);
+        assert!(Targets::of("put every H100 back to 700 W", &s).every);
     }
 
     #[test]

@@ -324,7 +324,7 @@ impl Intent {
         });
         let no_heavy = NO_HEAVY.get_or_init(|| {
             Regex::new(
-                r"(?i)\bno (?:[a-z-]+ )?(?:benchmarks?|tests?|load|diags?|diagnostics?)\b|\b(?:i|we|they|already|just) ran\b|^ran\b|\bwithout (?:disturbing|running|(?:any )?load)|\b(?:jobs? (?:are|is)|still) running\b|\b(?:don'?t|do not) (?:run|disturb|put (?:any )?load|load)",
+                r"(?i)\bno (?:[a-z-]+ )?(?:benchmarks?|tests?|load|diags?|diagnostics?)\b|\b(?:i|we|they|already|just) ran\b|^ran\b|\bwithout (?:disturbing|running|(?:any )?load)|\b(?:jobs? (?:are|is)|still) running\b|\b(?:don'?t|do not) (?:run|disturb|put (?:any )?load|load)|\b(?:nothing|no|not anything) (?:heavy|intrusive|disruptive)\b|\b(?:another|other|someone else'?s?) (?:users?'?s?|teams?'?s?|tenants?'?s?|people'?s?)? ?jobs?\b|\btops? out\b",
             )
             .expect("valid regex")
         });
@@ -353,7 +353,7 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
-            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert|bring|make (?:all|every|each|the|gpus?|cards?|it|them|this|that|these|those)|(?:do|kick(?: off)?|trigger|issue) (?:the|a|an) (?:\w+ )?(?:reset|reboot|restart))\b",
+            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to|gave (?:the |me |us )?(?:ok|okay|go-ahead|green light) to|approved|signed off on)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert|bring|drop|bump|make (?:all|every|each|the|gpus?|cards?|it|them|this|that|these|those)|(?:do|kick(?: off)?|trigger|issue) (?:the|a|an) (?:\w+ )?(?:reset|reboot|restart))\b",
         )
         .expect("valid regex")
     });
@@ -1150,6 +1150,14 @@ mod tests {
         );
         assert!(change_sentences("make sure nothing runs on GPU 6 before the reset").is_empty());
         assert!(change_sentences("do the GPUs show errors?").is_empty());
+        assert_eq!(
+            change_sentences("node is drained. on call gave the ok to reset gpu 2 only. go ahead"),
+            vec!["on call gave the ok to reset gpu 2 only"]
+        );
+        assert_eq!(
+            change_sentences("mi300x box: drop gpu 5's power cap to 600W pls"),
+            vec!["drop gpu 5's power cap to 600W pls"]
+        );
         // The operator's own words about an XID are theirs; a pasted driver
         // line is the node's.
         assert_eq!(
@@ -1354,6 +1362,18 @@ mod tests {
         assert!(!Intent::of("Does any GPU need a reset? Don't reset anything.").change);
         assert!(Intent::of("Run a quick DCGM diagnostic.").heavy);
         assert!(!Intent::of("Why is all-reduce slow? No benchmarks please.").heavy);
+        // Scaling tests the user ran, another user's job, "nothing heavy",
+        // a benchmark's result quoted: none asks for a heavy run.
+        for q in [
+            "Student doing scaling tests: allreduce is 4x slower. There's another user's job on that node, so please nothing heavy. Is it the NVLink?",
+            "nccl-tests all_reduce_perf with all 8 gpus tops out around 117 GB/s busbw. is nvlink busted?",
+        ] {
+            assert!(!Intent::of(q).heavy, "{q}");
+        }
+        assert!(
+            Intent::of("Run the nccl-tests all-reduce sweep over all 8 GPUs to compare with the ~450 GB/s expected.")
+                .heavy
+        );
     }
 
     #[test]
