@@ -614,13 +614,7 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
             .iter()
             .filter(|f| f.id == "nvml-hung")
             .flat_map(|f| f.commands.iter())
-            .map(|argv| guard::command_line(argv))
-            .map(|command| Reference {
-                purpose: purpose_of(&command),
-                tier: guard::check(&command).tier,
-                implied: false,
-                command,
-            });
+            .map(|argv| placed(guard::command_line(argv)));
         first.splice(0..0, steps.collect::<Vec<_>>());
     }
     // A vague question ("anything weird with the GPUs?") names nothing the
@@ -635,29 +629,15 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
             .find(|f| f.severity == worst)
             .and_then(|f| f.commands.first())
     {
-        let command = adapt::adapt(&guard::command_line(step), &targets);
         first.insert(
             0,
-            Reference {
-                purpose: purpose_of(&command),
-                tier: guard::check(&command).tier,
-                implied: false,
-                command,
-            },
+            placed(adapt::adapt(&guard::command_line(step), &targets)),
         );
     }
     // A change no command may make (clearing the kernel log): what it
     // would have acted on, first.
     if let Some(step) = change::instead_of_refused(question) {
-        first.insert(
-            0,
-            Reference {
-                command: step.to_string(),
-                purpose: purpose_of(step),
-                tier: Tier::ReadOnly,
-                implied: false,
-            },
-        );
+        first.insert(0, placed(step.to_string()));
     }
     let rest: Vec<Reference> = rest
         .into_iter()
@@ -814,6 +794,17 @@ fn fuse(
     // Stable: equal scores keep the catalogue's order.
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out.into_iter().map(|s| s.reference).collect()
+}
+
+/// A candidate a rule places itself (a finding's step, the read-only step
+/// instead of a refused change): its purpose and tier read from the command.
+fn placed(command: String) -> Reference {
+    Reference {
+        purpose: purpose_of(&command),
+        tier: guard::check(&command).tier,
+        implied: false,
+        command,
+    }
 }
 
 /// What a command from the bank is for: the purpose of the catalogue
