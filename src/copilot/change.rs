@@ -860,6 +860,16 @@ fn scope_of(segment: &Canonical, snapshot: &Snapshot) -> Option<Scope> {
     })
 }
 
+/// Whether `command` is scoped by its GPU selector to a GPU that NVML
+/// reports lost: a query there prints only "Unable to determine the
+/// device handle".
+pub fn selects_lost_gpu(command: &str, snapshot: &Snapshot) -> bool {
+    let lost = |i: &u32| snapshot.gpus.iter().any(|g| g.index == *i && g.lost);
+    guard::canonical(command)
+        .and_then(|segments| scope_of(segments.first()?, snapshot))
+        .is_some_and(|scope| matches!(scope, Scope::Gpus(gpus) if gpus.iter().any(lost)))
+}
+
 /// A GPU selector (index, UUID or PCI bus id in any spelling) as an index.
 pub fn resolve_gpu(selector: &str, snapshot: &Snapshot) -> Option<u32> {
     if let Ok(index) = selector.parse::<u32>() {

@@ -253,8 +253,19 @@ fn expand(question: &str) -> String {
     static NEGATED: OnceLock<Regex> = OnceLock::new();
     let negated = NEGATED
         .get_or_init(|| Regex::new(r"(?i)\b(?:no|without)\s+([a-z][\w-]*)").expect("valid regex"));
+    // "before I reboot", "plan is a GPU reset", "was gonna just reset it":
+    // the operator's own next step is not what they ask to see (a reboot
+    // planned is no question about boots).
+    static PLANNED: OnceLock<Regex> = OnceLock::new();
+    let planned = PLANNED.get_or_init(|| {
+        Regex::new(
+            r"(?i)\b(?:before\s+(?:i|we|you|they|anyone|someone)|(?:i|we)(?:['’\s]?ll|\s+will|['’\s]?m\s+going\s+to|\s+am\s+going\s+to|\s+are\s+going\s+to|\s+was\s+going\s+to|\s+want\s+to|\s+plan\s+to)|gonna|about\s+to|plan\s+is(?:\s+to)?|planning\s+to|wants?\s+(?:the\s+\w+\s+|it\s+|to\s+))\s+(?:just\s+|go\s+ahead\s+and\s+|a\s+|an\s+|the\s+)?(?:(?:gpu|node|full|hard|cold)\s+)?(reboot\w*|reset\w*|power[- ]?cycl\w*|drain\w*|reseat\w*|rma|kick\s+a\s+reset|bounce\w*)",
+        )
+        .expect("valid regex")
+    });
     let negated: Vec<std::ops::Range<usize>> = negated
         .captures_iter(question)
+        .chain(planned.captures_iter(question))
         .filter_map(|c| c.get(1).map(|m| m.range()))
         .collect();
     let is_negated =
@@ -382,9 +393,44 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         )
         .expect("valid regex")
     });
+    // "which command resets only GPU 4?": a change named by the command
+    // that makes it.
+    static NAMED: OnceLock<Regex> = OnceLock::new();
+    let named = NAMED.get_or_init(|| {
+        Regex::new(
+            r"(?i)^(?:which|what) (?:command|cmd) (resets|sets|enables|disables|turns|switches|restarts|reboots|kills|clears|locks|caps|puts|brings|restores)\b",
+        )
+        .expect("valid regex")
+    });
     // "I do not need to reset it" asks for nothing.
     let asks = |s: &str| {
         change
+            .captures(s)
+            .or_else(|| named.captures(s))
+            .and_then(|c| c.get(1))
+            .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
+    };
+    // "they approved us putting the limit back ... what command should I
+    // run for that?": an approval asks for its change when it is the last
+    // sentence or the last asks for the command of it, not when the last
+    // asks something else ("they approved a reboot, what should I collect
+    // before we reboot it?").
+    static APPROVED: OnceLock<Regex> = OnceLock::new();
+    let approved = APPROVED.get_or_init(|| {
+        Regex::new(
+            r"(?i)\b(?:approved?s?|ok'?d|okayed|signed off on|gave (?:the |me |us )?(?:ok|okay|go-ahead|green light) (?:to|for))\s+(?:us\s+|me\s+|you\s+)?(putting|resetting|setting|rebooting|restarting|enabling|disabling|turning|capping|bringing|restoring|lowering|raising|locking|clearing|killing|draining|(?:a|the) (?:\w+ )?(?:reset|reboot|restart))\b",
+        )
+        .expect("valid regex")
+    });
+    static FOR_IT: OnceLock<Regex> = OnceLock::new();
+    let for_it = FOR_IT.get_or_init(|| {
+        Regex::new(
+            r"(?i)\b(?:command|cmd|for (?:that|it|this)|how (?:do|can|would|should) (?:i|we))\b",
+        )
+        .expect("valid regex")
+    });
+    let approves = |s: &str| {
+        approved
             .captures(s)
             .and_then(|c| c.get(1))
             .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
@@ -415,9 +461,12 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         start = m.end();
     }
     sentences.push((question[start..].trim(), false));
+    let last = sentences.iter().rposition(|(s, _)| !s.is_empty());
     let mut out = Vec::new();
     for (i, &(s, colon)) in sentences.iter().enumerate() {
-        let asking = if asks(s) {
+        let approval_asks =
+            approves(s) && last.is_some_and(|l| l == i || for_it.is_match(sentences[l].0));
+        let asking = if asks(s) || approval_asks {
             Some(s)
         } else {
             clause
@@ -490,10 +539,11 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let csv = table::asks_csv(question).then(|| table::format(question));
     let driver_hung = snapshot.nvml_timed_out().is_some();
     let mut push = |r: &Reference, out: &mut Vec<Reference>| {
-        // Nothing about a device the node does not have, and nothing that
-        // waits on a driver seen hung.
+        // Nothing about a device the node does not have, nothing that
+        // waits on a driver seen hung, and no query of a GPU NVML lost.
         if adapt::names_unknown_device(&r.command, question, snapshot)
             || (driver_hung && reaches_nvidia_driver(&r.command))
+            || (r.tier != Tier::StateChanging && change::selects_lost_gpu(&r.command, snapshot))
         {
             return;
         }
@@ -1466,6 +1516,69 @@ mod tests {
         }
         assert!(reaches_nvidia_driver("dmesg -T | nvidia-smi -L"));
         assert!(!reaches_nvidia_driver("dmesg -T | grep -i nvidia-smi"));
+    }
+
+    #[test]
+    fn a_lost_gpu_gets_no_query_scoped_to_it() {
+        let (s, f) = node("h100x8-xid79");
+        for question in [
+            "gpu 3 just vanished from nvidia-smi -L, what happened?",
+            "show gpu 3",
+        ] {
+            let hits = rank(question, &s, &f, 5);
+            assert!(!hits.is_empty(), "{question}");
+            assert!(
+                hits.iter()
+                    .all(|r| !change::selects_lost_gpu(&r.command, &s)),
+                "{question}: {hits:#?}"
+            );
+        }
+        assert!(change::selects_lost_gpu("nvidia-smi -i 3 -L", &s));
+        assert!(change::selects_lost_gpu(
+            "nvidia-smi -i 0000:5d:00.0 -q",
+            &s
+        ));
+        assert!(!change::selects_lost_gpu("nvidia-smi -i 2 -L", &s));
+        assert!(!change::selects_lost_gpu("nvidia-smi -L", &s));
+    }
+
+    #[test]
+    fn the_operators_own_next_step_is_not_the_topic() {
+        for question in [
+            "I'll reboot the node. What should I collect before I reboot?",
+            "plan is a power cycle from the BMC, what do I grab first?",
+        ] {
+            let expanded = expand(question);
+            assert!(
+                !expanded.contains("reboot") && !expanded.contains("cycl"),
+                "{question}: {expanded}"
+            );
+        }
+        // A reboot asked about stays the topic.
+        assert!(expand("when did this node last reboot?").contains("reboot"));
+    }
+
+    #[test]
+    fn an_approval_asks_for_its_change_only_when_the_question_is_about_it() {
+        assert_eq!(
+            change_sentences(
+                "They have approved us putting the power limit back to 700 W on all eight GPUs. What command should I run for that?"
+            ),
+            vec!["They have approved us putting the power limit back to 700 W on all eight GPUs"]
+        );
+        assert!(
+            change_sentences(
+                "They have approved a reboot of the node. What should I collect before we reboot it?"
+            )
+            .is_empty()
+        );
+        assert!(
+            change_sentences("They have not approved a reboot. What command for that?").is_empty()
+        );
+        assert_eq!(
+            change_sentences("The jobs are off GPU 4. Which command resets only GPU 4?"),
+            vec!["Which command resets only GPU 4"]
+        );
     }
 
     #[test]
