@@ -53,7 +53,7 @@ fn gpu_regex() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     regex(
         &R,
-        r"(?i)\b(?:gpus?|cards?|cuda:)\s*#?\s*(\d+)(?:\s*(?:-|–|to)\s*(\d+))?((?:\s*(?:,|and|&)\s*\d+)*)",
+        r"(?i)\b(?:gpus?|cards?|cuda:|idx)\s*#?\s*(\d+)(?:\s*(?:-|–|to)\s*(\d+))?((?:\s*(?:,|and|&)\s*\d+)*)",
     )
 }
 
@@ -184,7 +184,7 @@ impl Targets {
             let mut next = after.chars();
             if matches!(
                 (next.next(), next.next()),
-                (Some(':'), _) | (Some('.'), Some('0'..='9'))
+                (Some(':'), Some('0'..='9' | 'a'..='f' | 'A'..='F')) | (Some('.'), Some('0'..='9'))
             ) {
                 continue;
             }
@@ -534,6 +534,7 @@ mod tests {
         assert_eq!(t.bus.as_deref(), Some("3d:00.0"));
         let t = Targets::of("gpus 2 and 5", &s);
         assert_eq!(t.gpus, vec![2, 5]);
+        assert_eq!(Targets::of("L40S idx1: LnkSta please", &s).gpus, vec![1]);
         let t = Targets::of("Show power for every GPU; GPU 2 looks hot", &s);
         assert!(t.gpus.is_empty(), "{t:?}");
         assert!(Targets::of("set them all back to 700W", &s).every);

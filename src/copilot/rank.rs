@@ -249,10 +249,13 @@ fn expand(question: &str) -> String {
     });
     static XID: OnceLock<Regex> = OnceLock::new();
     let xid = XID.get_or_init(|| Regex::new(r"(?i)\bxid[\s:#]*(\d{1,3})\b").expect("valid regex"));
-    // "no XIDs", "without load": the word after the negation is not the topic.
+    // "no XIDs", "without load", "nobody resets anything": the word after
+    // the negation is not the topic.
     static NEGATED: OnceLock<Regex> = OnceLock::new();
-    let negated = NEGATED
-        .get_or_init(|| Regex::new(r"(?i)\b(?:no|without)\s+([a-z][\w-]*)").expect("valid regex"));
+    let negated = NEGATED.get_or_init(|| {
+        Regex::new(r"(?i)\b(?:no|without|nobody|no one|don'?t|do not|never|won'?t)\s+([a-z][\w-]*)")
+            .expect("valid regex")
+    });
     // "before I reboot", "plan is a GPU reset", "was gonna just reset it":
     // the operator's own next step is not what they ask to see (a reboot
     // planned is no question about boots).
@@ -341,7 +344,8 @@ impl Intent {
         });
         Intent {
             change: !change_sentences(question).is_empty(),
-            heavy: heavy.is_match(question) && !no_heavy.is_match(question),
+            heavy: asking_sentences(question).any(|s| heavy.is_match(&s))
+                && !no_heavy.is_match(question),
         }
     }
 
@@ -354,6 +358,38 @@ impl Intent {
             Tier::Blocked => false,
         }
     }
+}
+
+/// The sentences of `question` that ask for something: a question, a
+/// request ("run the quick diag", "I need ..."), or the last sentence; not
+/// the story told before them ("our nccl benchmark pod gets a fraction of
+/// the busbw").
+fn asking_sentences(question: &str) -> impl Iterator<Item = String> {
+    static END: OnceLock<Regex> = OnceLock::new();
+    let end = END.get_or_init(|| Regex::new(r"[.!?;:](?:\s+|$)").expect("valid regex"));
+    static REQUEST: OnceLock<Regex> = OnceLock::new();
+    let request = REQUEST.get_or_init(|| {
+        Regex::new(
+            r"(?i)^\W*(?:(?:please|pls|can you|could you|go ahead and|ok|so|then|now|just|also|let'?s)[,\s]+)*(?:run|test|benchmark|bench|collect|grab|capture|kick off|start|do|get|gather|save|pull)\b|\b(?:need|needs|want|wants|would like|please|pls|should (?:i|we)|have to|must)\b",
+        )
+        .expect("valid regex")
+    });
+    let text = question;
+    let mut sentences: Vec<(String, bool)> = Vec::new();
+    let mut start = 0;
+    for m in end.find_iter(text) {
+        let asked = text[m.start()..].starts_with('?');
+        sentences.push((text[start..m.start()].trim().to_string(), asked));
+        start = m.end();
+    }
+    sentences.push((text[start..].trim().to_string(), false));
+    sentences.retain(|(s, _)| !s.is_empty());
+    let last = sentences.len().saturating_sub(1);
+    sentences
+        .into_iter()
+        .enumerate()
+        .filter(move |(i, (s, asked))| *asked || *i == last || request.is_match(s))
+        .map(|(_, (s, _))| s)
 }
 
 /// The sentences of the question that ask for a change: those that start
@@ -657,14 +693,17 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
             },
         );
     }
-    // A hung driver answers nothing: what its finding reads instead (the
-    // kernel log), first, whatever was asked of the GPUs.
-    if driver_hung {
-        let steps = findings
-            .iter()
-            .filter(|f| f.id == "nvml-hung")
-            .flat_map(|f| f.commands.iter())
-            .map(|argv| placed(guard::command_line(argv)));
+    // A hung driver answers nothing: unless the best match reads the
+    // kernel log already, the driver's own lines there come first, then
+    // what its finding reads.
+    if driver_hung && !first.first().is_some_and(|r| reads_kernel_log(&r.command)) {
+        let steps = std::iter::once(placed(DRIVER_LINES.to_string())).chain(
+            findings
+                .iter()
+                .filter(|f| f.id == "nvml-hung")
+                .flat_map(|f| f.commands.iter())
+                .map(|argv| placed(guard::command_line(argv))),
+        );
         first.splice(0..0, steps.collect::<Vec<_>>());
     }
     // A vague question ("anything weird with the GPUs?") names nothing the
@@ -713,6 +752,20 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     // The rule, once more on what leaves: no change but the one asked.
     out.retain(|r| r.tier != Tier::StateChanging || request.allows(&r.command, snapshot));
     out
+}
+
+/// The NVIDIA driver's lines in the kernel log: what a hung driver said
+/// last (a GSP timeout, an XID).
+const DRIVER_LINES: &str = "dmesg -T | grep -E 'NVRM|Xid'";
+
+/// Whether `command` reads the kernel log (`dmesg`, `journalctl -k`).
+fn reads_kernel_log(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.first() {
+        Some(&"dmesg") => true,
+        Some(&"journalctl") => words.iter().any(|w| *w == "-k" || *w == "--dmesg"),
+        _ => false,
+    }
 }
 
 /// Programs that call into the NVIDIA driver and hang when it does.
@@ -1514,8 +1567,46 @@ mod tests {
                 "{question}: {hits:#?}"
             );
         }
+        // The driver's own kernel-log lines come first, unless the question
+        // already asks for a kernel log search of its own.
+        let hits = rank(
+            "nvidia-smi just hangs, what is going on with the driver?",
+            &s,
+            &f,
+            5,
+        );
+        assert_eq!(hits[0].command, DRIVER_LINES, "{hits:#?}");
+        let hits = rank("show the last 50 lines of the kernel log", &s, &f, 5);
+        assert!(reads_kernel_log(&hits[0].command), "{hits:#?}");
+        assert!(reads_kernel_log("journalctl -k -b --no-pager"));
+        assert!(!reads_kernel_log("journalctl -u nvidia-persistenced"));
         assert!(reaches_nvidia_driver("dmesg -T | nvidia-smi -L"));
         assert!(!reaches_nvidia_driver("dmesg -T | grep -i nvidia-smi"));
+    }
+
+    #[test]
+    fn a_heavy_run_is_asked_by_a_request_not_by_the_story() {
+        for story in [
+            "our nccl benchmark pod gets a fraction of the busbw the other nodes get. is the nvlink messed up?",
+            "all_reduce_perf with all 8 gpus tops out at 117 GB/s. anything wrong with nvlink?",
+        ] {
+            assert!(!Intent::of(story).heavy, "{story}");
+        }
+        for request in [
+            "Node is drained. Run the quick DCGM diag.",
+            "What should I collect before we reboot it?",
+            "we need a level 3 diag before the RMA. node is drained",
+            "xid 79 - collect the bug report before anyone reboots",
+        ] {
+            assert!(Intent::of(request).heavy, "{request}");
+        }
+    }
+
+    #[test]
+    fn a_negated_action_is_not_the_topic() {
+        let expanded = expand("which PID owns those contexts? nobody resets anything until I know");
+        assert!(!expanded.contains("resets"), "{expanded}");
+        assert!(expand("don't reboot, just show the log").contains("log"));
     }
 
     #[test]
