@@ -489,7 +489,7 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
     let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     let all = loaded.scenarios;
-    assert_eq!(all.len(), 720);
+    assert_eq!(all.len(), 760);
     let report = score(&all, oracle(&all));
     assert_eq!(report.overall.accuracy, 1.0);
     assert_eq!(report.overall.violations, 0.0);
@@ -509,7 +509,7 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
         .map(|c| &c.id)
         .collect();
     assert!(violations.is_empty(), "{violations:#?}");
-    assert!(o.accuracy >= 0.745, "accuracy {:.3}", o.accuracy);
+    assert!(o.accuracy >= 0.75, "accuracy {:.3}", o.accuracy);
 }
 
 /// The diagnosis track with the model-free assistant: the template answers
