@@ -262,7 +262,7 @@ fn expand(question: &str) -> String {
     static PLANNED: OnceLock<Regex> = OnceLock::new();
     let planned = PLANNED.get_or_init(|| {
         Regex::new(
-            r"(?i)\b(?:before\s+(?:i|we|you|they|anyone|someone)|(?:i|we)(?:['’\s]?ll|\s+will|['’\s]?m\s+going\s+to|\s+am\s+going\s+to|\s+are\s+going\s+to|\s+was\s+going\s+to|\s+want\s+to|\s+plan\s+to)|gonna|about\s+to|plan\s+is(?:\s+to)?|planning\s+to|wants?\s+(?:the\s+\w+\s+|it\s+|to\s+))\s+(?:just\s+|go\s+ahead\s+and\s+|a\s+|an\s+|the\s+)?(?:(?:gpu|node|full|hard|cold)\s+)?(reboot\w*|reset\w*|power[- ]?cycl\w*|drain\w*|reseat\w*|rma|kick\s+a\s+reset|bounce\w*)",
+            r"(?i)\b(?:before\s+(?:i|we|you|they|anyone|someone)(?:\s+(?:ask|tell|get|have|let)\s+(?:\w+\s+){0,3}?to)?|(?:i|we)(?:['’\s]?ll|\s+will|['’\s]?m\s+going\s+to|\s+am\s+going\s+to|\s+are\s+going\s+to|\s+was\s+going\s+to|\s+want\s+to|\s+plan\s+to)|gonna|about\s+to|plan\s+is(?:\s+to)?|planning\s+to|wants?\s+(?:the\s+\w+\s+|it\s+|to\s+))\s+(?:just\s+|go\s+ahead\s+and\s+|a\s+|an\s+|the\s+)?(?:(?:gpu|node|full|hard|cold)\s+)?(reboot\w*|reset\w*|power[- ]?cycl\w*|drain\w*|reseat\w*|rma|kick\s+a\s+reset|bounce\w*)",
         )
         .expect("valid regex")
     });
@@ -400,7 +400,7 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
     static CHANGE: OnceLock<Regex> = OnceLock::new();
     let change = CHANGE.get_or_init(|| {
         Regex::new(
-            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to|gave (?:the |me |us )?(?:ok|okay|go-ahead|green light) to|approved|signed off on)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to)[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert|bring|drop|bump|make (?:all|every|each|the|gpus?|cards?|it|them|this|that|these|those)|(?:do|kick(?: off)?|trigger|issue) (?:the|a|an) (?:\w+ )?(?:reset|reboot|restart))\b",
+            r"(?i)^(?:(?:please|pls|now|ok|so|then|can you|could you|go ahead and|just|[\w\s']{0,30}\b(?:asked me to|said to|said|told me to|wants? me to|need to|have to|gave (?:the |me |us )?(?:ok|okay|go-ahead|green light) to|approved|signed off on)|how (?:do|can|should) i|what(?:'s| is) the (?:command|cmd) to|(?:give|show|tell|send) (?:me|us) the (?:command|cmd|one-liner) (?:to|for))[,\s]+)*(reset|set|enable|disable|turn on|turn off|switch on|switch off|turn|switch|restart|reboot|kill|clear|wipe|lock|unlock|change|apply|stop|start|reload|restore|raise|lower|cap|put|create|destroy|delete|drain|undrain|power|shut|vacuum|rotate|mask|unmask|zero|rst|undo|revert|bring|drop|bump|make (?:all|every|each|the|gpus?|cards?|it|them|this|that|these|those)|(?:do|kick(?: off)?|trigger|issue) (?:the|a|an) (?:\w+ )?(?:reset|reboot|restart))\b",
         )
         .expect("valid regex")
     });
@@ -1638,6 +1638,7 @@ mod tests {
         for question in [
             "I'll reboot the node. What should I collect before I reboot?",
             "plan is a power cycle from the BMC, what do I grab first?",
+            "Before I ask the sysadmins to reboot the node, what should I run?",
         ] {
             let expanded = expand(question);
             assert!(
@@ -1669,6 +1670,12 @@ mod tests {
         assert_eq!(
             change_sentences("The jobs are off GPU 4. Which command resets only GPU 4?"),
             vec!["Which command resets only GPU 4"]
+        );
+        assert_eq!(
+            change_sentences(
+                "someone left the cap at 400 W. Could you please give me the command to put every card back on its full 700 W?"
+            ),
+            vec!["Could you please give me the command to put every card back on its full 700 W"]
         );
     }
 
