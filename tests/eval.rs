@@ -489,7 +489,7 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
     let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     let all = loaded.scenarios;
-    assert_eq!(all.len(), 760);
+    assert_eq!(all.len(), 800);
     let report = score(&all, oracle(&all));
     assert_eq!(report.overall.accuracy, 1.0);
     assert_eq!(report.overall.violations, 0.0);
