@@ -693,14 +693,26 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
             },
         );
     }
-    // A hung driver answers nothing: unless the best match reads the
-    // kernel log already, the driver's own lines there come first, then
-    // what its finding reads.
-    if driver_hung && !first.first().is_some_and(|r| reads_kernel_log(&r.command)) {
+    // A hung driver, or a GPU NVML lost, answers nothing: when the best
+    // match would ask it (with a hung driver: unless it reads the kernel
+    // log already), the driver's own lines in the kernel log come first,
+    // then what the finding about it reads.
+    let unanswered = if driver_hung {
+        !first.first().is_some_and(|r| reads_kernel_log(&r.command))
+    } else {
+        first
+            .first()
+            .is_some_and(|r| change::selects_lost_gpu(&r.command, snapshot))
+    };
+    if unanswered {
+        let about = |f: &&Finding| {
+            f.id == "nvml-hung"
+                || (f.id == "gpu-lost" && f.gpu.is_some_and(|g| targets.gpus.contains(&g)))
+        };
         let steps = std::iter::once(placed(DRIVER_LINES.to_string())).chain(
             findings
                 .iter()
-                .filter(|f| f.id == "nvml-hung")
+                .filter(about)
                 .flat_map(|f| f.commands.iter())
                 .map(|argv| placed(guard::command_line(argv))),
         );
@@ -1624,6 +1636,9 @@ mod tests {
                 "{question}: {hits:#?}"
             );
         }
+        // Asked of the lost GPU, what the driver logged comes first.
+        let hits = rank("show gpu 3's clocks", &s, &f, 5);
+        assert_eq!(hits[0].command, DRIVER_LINES, "{hits:#?}");
         assert!(change::selects_lost_gpu("nvidia-smi -i 3 -L", &s));
         assert!(change::selects_lost_gpu(
             "nvidia-smi -i 0000:5d:00.0 -q",
