@@ -509,7 +509,7 @@ fn held_out_scenarios_are_consistent_and_the_ranker_is_safe_on_them() {
         .map(|c| &c.id)
         .collect();
     assert!(violations.is_empty(), "{violations:#?}");
-    assert!(o.accuracy >= 0.75, "accuracy {:.3}", o.accuracy);
+    assert!(o.accuracy >= 0.76, "accuracy {:.3}", o.accuracy);
 }
 
 /// The diagnosis track with the model-free assistant: the template answers
