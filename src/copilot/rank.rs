@@ -344,7 +344,7 @@ impl Intent {
         });
         Intent {
             change: !change_sentences(question).is_empty(),
-            heavy: asking_sentences(question).any(|s| heavy.is_match(&s))
+            heavy: asking_sentences(question).any(|s| heavy.is_match(s))
                 && !no_heavy.is_match(question),
         }
     }
@@ -360,13 +360,28 @@ impl Intent {
     }
 }
 
+/// The sentences of `text`, each with the punctuation that ends it (`' '`
+/// for the last). A sentence ends at punctuation before a space or the
+/// end, so a bus id (`0000:b7:00.0`) or a version stays whole.
+fn sentences(text: &str) -> Vec<(&str, char)> {
+    static END: OnceLock<Regex> = OnceLock::new();
+    let end = END.get_or_init(|| Regex::new(r"[.!?;:](?:\s+|$)").expect("valid regex"));
+    let mut out = Vec::new();
+    let mut start = 0;
+    for m in end.find_iter(text) {
+        let ends = text[m.start()..].chars().next().unwrap_or(' ');
+        out.push((text[start..m.start()].trim(), ends));
+        start = m.end();
+    }
+    out.push((text[start..].trim(), ' '));
+    out
+}
+
 /// The sentences of `question` that ask for something: a question, a
 /// request ("run the quick diag", "I need ..."), or the last sentence; not
 /// the story told before them ("our nccl benchmark pod gets a fraction of
 /// the busbw").
-fn asking_sentences(question: &str) -> impl Iterator<Item = String> {
-    static END: OnceLock<Regex> = OnceLock::new();
-    let end = END.get_or_init(|| Regex::new(r"[.!?;:](?:\s+|$)").expect("valid regex"));
+fn asking_sentences(question: &str) -> impl Iterator<Item = &str> {
     static REQUEST: OnceLock<Regex> = OnceLock::new();
     let request = REQUEST.get_or_init(|| {
         Regex::new(
@@ -374,21 +389,12 @@ fn asking_sentences(question: &str) -> impl Iterator<Item = String> {
         )
         .expect("valid regex")
     });
-    let text = question;
-    let mut sentences: Vec<(String, bool)> = Vec::new();
-    let mut start = 0;
-    for m in end.find_iter(text) {
-        let asked = text[m.start()..].starts_with('?');
-        sentences.push((text[start..m.start()].trim().to_string(), asked));
-        start = m.end();
-    }
-    sentences.push((text[start..].trim().to_string(), false));
-    sentences.retain(|(s, _)| !s.is_empty());
-    let last = sentences.len().saturating_sub(1);
-    sentences
-        .into_iter()
+    let mut said = sentences(question);
+    said.retain(|(s, _)| !s.is_empty());
+    let last = said.len().saturating_sub(1);
+    said.into_iter()
         .enumerate()
-        .filter(move |(i, (s, asked))| *asked || *i == last || request.is_match(s))
+        .filter(move |(i, (s, ends))| *ends == '?' || *i == last || request.is_match(s))
         .map(|(_, (s, _))| s)
 }
 
@@ -404,10 +410,6 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         )
         .expect("valid regex")
     });
-    // A sentence ends at punctuation before a space or the end, so a bus
-    // id (`0000:b7:00.0`) or a version stays whole.
-    static END: OnceLock<Regex> = OnceLock::new();
-    let end = END.get_or_init(|| Regex::new(r"[.!?;:](?:\s+|$)").expect("valid regex"));
     // A clause starts a sentence, or follows a comma or a dash ("came back
     // with ECC on -- disable it", "GPU 6 is drained, reset it").
     static CLAUSE: OnceLock<Regex> = OnceLock::new();
@@ -438,14 +440,14 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         )
         .expect("valid regex")
     });
-    // "I do not need to reset it" asks for nothing.
-    let asks = |s: &str| {
-        change
-            .captures(s)
-            .or_else(|| named.captures(s))
+    // Whether `re`'s verb asks in `s`: "I do not need to reset it" asks
+    // for nothing.
+    let asked_by = |re: &Regex, s: &str| {
+        re.captures(s)
             .and_then(|c| c.get(1))
             .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
     };
+    let asks = |s: &str| asked_by(change, s) || asked_by(named, s);
     // "they approved us putting the limit back ... what command should I
     // run for that?": an approval asks for its change when it is the last
     // sentence or the last asks for the command of it, not when the last
@@ -465,12 +467,6 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         )
         .expect("valid regex")
     });
-    let approves = |s: &str| {
-        approved
-            .captures(s)
-            .and_then(|c| c.get(1))
-            .is_some_and(|verb| !negated.is_match(&s[..verb.start()]))
-    };
     // The asking sentence from its asking clause on ("set back to 700, all
     // 8" keeps its scope). A later clause asks only when it is not the next
     // step of a sequence the sentence reports ("the runbook says kill it
@@ -489,19 +485,13 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         Regex::new(r"(?i)\b(?:apply|undo|revert)\s+(?:it|that|this|them)\b").expect("valid regex")
     });
     // Each sentence, and whether a colon ends it.
-    let mut sentences: Vec<(&str, bool)> = Vec::new();
-    let mut start = 0;
-    for m in end.find_iter(question) {
-        let colon = question[m.start()..].starts_with(':');
-        sentences.push((question[start..m.start()].trim(), colon));
-        start = m.end();
-    }
-    sentences.push((question[start..].trim(), false));
-    let last = sentences.iter().rposition(|(s, _)| !s.is_empty());
+    let said = sentences(question);
+    let last = said.iter().rposition(|(s, _)| !s.is_empty());
     let mut out = Vec::new();
-    for (i, &(s, colon)) in sentences.iter().enumerate() {
+    for (i, &(s, ends)) in said.iter().enumerate() {
+        let colon = ends == ':';
         let approval_asks =
-            approves(s) && last.is_some_and(|l| l == i || for_it.is_match(sentences[l].0));
+            asked_by(approved, s) && last.is_some_and(|l| l == i || for_it.is_match(said[l].0));
         let asking = if asks(s) || approval_asks {
             Some(s)
         } else {
@@ -516,9 +506,9 @@ pub fn change_sentences(question: &str) -> Vec<&str> {
         let Some(asking) = asking else { continue };
         if anaphora.is_match(asking) {
             let referent = if colon {
-                sentences.get(i + 1)
+                said.get(i + 1)
             } else {
-                i.checked_sub(1).and_then(|j| sentences.get(j))
+                i.checked_sub(1).and_then(|j| said.get(j))
             };
             if let Some(&(r, _)) = referent.filter(|(r, _)| !r.is_empty()) {
                 out.push(in_original(r));
