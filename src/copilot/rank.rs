@@ -756,8 +756,8 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     out
 }
 
-/// The NVIDIA driver's lines in the kernel log: what a hung driver said
-/// last (a GSP timeout, an XID).
+/// The NVIDIA driver's lines in the kernel log: what a hung driver or a
+/// lost GPU left there (a GSP timeout, an XID).
 const DRIVER_LINES: &str = "dmesg -T | grep -E 'NVRM|Xid'";
 
 /// Whether `command` reads the kernel log (`dmesg`, `journalctl -k`).
