@@ -564,12 +564,17 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     // checked, so nothing here may rewrite it.
     let csv = table::asks_csv(question).then(|| table::format(question));
     let driver_hung = snapshot.nvml_timed_out().is_some();
+    // Checked once: most nodes have no lost GPU, and parsing every
+    // candidate for its GPU selector would cost each question for nothing.
+    let gpu_lost = snapshot.gpus.iter().any(|g| g.lost);
     let mut push = |r: &Reference, out: &mut Vec<Reference>| {
         // Nothing about a device the node does not have, nothing that
         // waits on a driver seen hung, and no query of a GPU NVML lost.
         if adapt::names_unknown_device(&r.command, question, snapshot)
             || (driver_hung && reaches_nvidia_driver(&r.command))
-            || (r.tier != Tier::StateChanging && change::selects_lost_gpu(&r.command, snapshot))
+            || (gpu_lost
+                && r.tier != Tier::StateChanging
+                && change::selects_lost_gpu(&r.command, snapshot))
         {
             return;
         }
@@ -690,9 +695,10 @@ pub fn rank(question: &str, snapshot: &Snapshot, findings: &[Finding], k: usize)
     let unanswered = if driver_hung {
         !first.first().is_some_and(|r| reads_kernel_log(&r.command))
     } else {
-        first
-            .first()
-            .is_some_and(|r| change::selects_lost_gpu(&r.command, snapshot))
+        gpu_lost
+            && first
+                .first()
+                .is_some_and(|r| change::selects_lost_gpu(&r.command, snapshot))
     };
     if unanswered {
         let about = |f: &&Finding| {
